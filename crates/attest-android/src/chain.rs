@@ -1,0 +1,586 @@
+//! Chain verification: from received certificates to verified claims or a precise rejection.
+//!
+//! The rules run in a fixed order (ARCHITECTURE.md, "Verification rules"); the first failure is
+//! the reason reported:
+//!
+//! 1. size and count limits, before parsing;
+//! 2. every certificate parses (`malformed_evidence` otherwise);
+//! 3. the chain ends at a pinned anchor, with or without the root certificate itself
+//!    (`invalid_trust_chain`); anchors are checked before any other signature so that a chain to
+//!    an unknown root costs at most one signature check;
+//! 4. issuer/subject name chaining and every signature over the received TBS bytes
+//!    (`invalid_trust_chain`);
+//! 5. validity of CA certificates at the server-supplied instant (`invalid_trust_chain`), see
+//!    docs/decisions/0003-certificate-validity.md;
+//! 6. revocation of every serial against the status list (`revoked`);
+//! 7. KeyDescription placement: the leaf, plus ATTEST_KEY records directly above it
+//!    (`invalid_trust_chain`; `malformed_evidence` when a record does not parse);
+//! 8. both security levels in hardware (`software_attestation`) and the challenge
+//!    (`replay_attempt`, constant-time).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use attest_core::{ReasonCode, UnixTime};
+use aws_lc_rs::digest;
+
+use crate::anchors::{self, AnchorId, TrustAnchors};
+use crate::claims::Claims;
+use crate::der::DerError;
+use crate::keydesc::{KeyDescription, KeyDescriptionLimits, SecurityLevel, tag};
+use crate::revocation::StatusList;
+use crate::sig;
+use crate::x509::{Certificate, oid};
+
+/// Bounds checked before any parsing.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainLimits {
+    /// Most certificates in one chain (the longest real chain, ATTEST_KEY over RKP, has 7).
+    pub max_certificates: usize,
+    /// Largest single certificate.
+    pub max_certificate_bytes: usize,
+    /// Largest chain in total.
+    pub max_chain_bytes: usize,
+    /// Bounds for each KeyDescription.
+    pub key_description: KeyDescriptionLimits,
+}
+
+impl Default for ChainLimits {
+    fn default() -> Self {
+        ChainLimits {
+            max_certificates: 10,
+            max_certificate_bytes: 16 * 1024,
+            max_chain_bytes: 64 * 1024,
+            key_description: KeyDescriptionLimits::default(),
+        }
+    }
+}
+
+/// Why evidence was rejected: a stable code and a human-readable detail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The stable reason code.
+    pub reason: ReasonCode,
+    /// What exactly failed, for operators (never shown with identifiers).
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(reason: ReasonCode, detail: impl Into<String>) -> Rejection {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+fn malformed(e: &DerError, index: usize) -> Rejection {
+    Rejection::new(ReasonCode::MalformedEvidence, format!("certificate {index}: {e}"))
+}
+
+/// How the attestation key was provisioned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provisioning {
+    /// A key injected at the factory ("keybox"); the chain has no provisioning-info extension.
+    Factory,
+    /// Remote key provisioning (RKP): a certificate carries the provisioning-info extension.
+    Remote,
+    /// Not known: the chain does not end at a trusted anchor.
+    Unknown,
+}
+
+impl Provisioning {
+    /// Wire name: `factory`, `remote`, `unknown`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Provisioning::Factory => "factory",
+            Provisioning::Remote => "remote",
+            Provisioning::Unknown => "unknown",
+        }
+    }
+}
+
+/// What is known about the chain's shape, valid or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// Number of certificates received.
+    pub length: usize,
+    /// The anchor it ends at, when it does.
+    pub anchor: Option<AnchorId>,
+    /// How its attestation key was provisioned.
+    pub provisioning: Provisioning,
+}
+
+/// Certificates as received, parsed but not yet trusted.
+#[derive(Clone, Debug)]
+pub struct UnverifiedChain {
+    certs: Vec<Certificate>,
+}
+
+impl UnverifiedChain {
+    /// Checks limits (rule 1) and parses every certificate (rule 2). Leaf first.
+    pub fn from_der(ders: Vec<Vec<u8>>, limits: &ChainLimits) -> Result<UnverifiedChain, Rejection> {
+        if ders.is_empty() {
+            return Err(Rejection::new(ReasonCode::MalformedEvidence, "empty certificate chain"));
+        }
+        if ders.len() > limits.max_certificates {
+            return Err(Rejection::new(
+                ReasonCode::MalformedEvidence,
+                format!("chain has {} certificates; the limit is {}", ders.len(), limits.max_certificates),
+            ));
+        }
+        let total: usize = ders.iter().map(Vec::len).sum();
+        if total > limits.max_chain_bytes {
+            return Err(Rejection::new(
+                ReasonCode::MalformedEvidence,
+                format!("chain is {total} bytes; the limit is {}", limits.max_chain_bytes),
+            ));
+        }
+        if let Some((i, d)) = ders.iter().enumerate().find(|(_, d)| d.len() > limits.max_certificate_bytes) {
+            return Err(Rejection::new(
+                ReasonCode::MalformedEvidence,
+                format!("certificate {i} is {} bytes; the limit is {}", d.len(), limits.max_certificate_bytes),
+            ));
+        }
+        let mut certs = Vec::with_capacity(ders.len());
+        for (i, der) in ders.into_iter().enumerate() {
+            certs.push(Certificate::from_der(der).map_err(|e| malformed(&e, i))?);
+        }
+        Ok(UnverifiedChain { certs })
+    }
+
+    /// The certificates, leaf first.
+    pub fn certificates(&self) -> &[Certificate] {
+        &self.certs
+    }
+
+    /// The leaf's KeyDescription: `None` when the leaf has no such extension.
+    pub fn leaf_key_description(&self, limits: &KeyDescriptionLimits) -> Option<Result<KeyDescription, DerError>> {
+        key_description(self.certs.first()?, limits)
+    }
+}
+
+fn key_description(cert: &Certificate, limits: &KeyDescriptionLimits) -> Option<Result<KeyDescription, DerError>> {
+    let (value, offset) = cert.extension(oid::KEY_DESCRIPTION)?;
+    Some(KeyDescription::parse(value, offset, limits))
+}
+
+/// A chain that passed every rule. Only [`Verifier::appraise`] builds one.
+#[derive(Clone, Debug)]
+pub struct VerifiedEvidence {
+    anchor: AnchorId,
+    provisioning: Provisioning,
+    leaf_spki: Vec<u8>,
+    claims: Claims,
+}
+
+impl VerifiedEvidence {
+    /// The anchor the chain ends at.
+    pub fn anchor(&self) -> &AnchorId {
+        &self.anchor
+    }
+    /// How the attestation key was provisioned.
+    pub fn provisioning(&self) -> Provisioning {
+        self.provisioning
+    }
+    /// The attested key's SubjectPublicKeyInfo (DER).
+    pub fn leaf_spki(&self) -> &[u8] {
+        &self.leaf_spki
+    }
+    /// The claims: hardware-enforced facts, with software-enforced ones kept apart.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+}
+
+/// The result of appraising one chain: always a value, never an error.
+#[derive(Clone, Debug)]
+pub struct Appraisal {
+    /// The chain's shape.
+    pub chain: ChainSummary,
+    /// The leaf's KeyDescription whenever it parsed, also for a rejected chain.
+    pub key_description: Option<KeyDescription>,
+    /// Verified evidence, or why not.
+    pub outcome: Result<VerifiedEvidence, Rejection>,
+}
+
+/// A bounded set of chain links whose signature already verified, keyed by a SHA-256 over the
+/// exact bytes checked (the child certificate as received and the issuer's SubjectPublicKeyInfo).
+/// Only immutable, verified facts go in, so a hit is as good as a fresh check.
+#[derive(Debug)]
+pub struct LinkCache {
+    capacity: usize,
+    links: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl LinkCache {
+    /// A cache holding at most `capacity` links; when full it starts over.
+    pub fn new(capacity: usize) -> LinkCache {
+        LinkCache {
+            capacity,
+            links: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn key(child: &[u8], issuer_spki: &[u8]) -> [u8; 32] {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(&(child.len() as u64).to_be_bytes());
+        ctx.update(child);
+        ctx.update(issuer_spki);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.links.lock().map(|s| s.contains(key)).unwrap_or(false)
+    }
+
+    fn insert(&self, key: [u8; 32]) {
+        if let Ok(mut s) = self.links.lock() {
+            if s.len() >= self.capacity {
+                s.clear();
+            }
+            s.insert(key);
+        }
+    }
+
+    /// Number of cached links.
+    pub fn len(&self) -> usize {
+        self.links.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Verifies chains against anchors, an optional status list and limits.
+#[derive(Debug)]
+pub struct Verifier {
+    anchors: TrustAnchors,
+    status_list: Option<StatusList>,
+    limits: ChainLimits,
+    cache: Option<LinkCache>,
+}
+
+/// The issuer of one link: a certificate of the chain or an anchor.
+struct Issuer<'a> {
+    spki: &'a [u8],
+    key_algorithm: crate::x509::KeyAlgorithm,
+    public_key: &'a [u8],
+}
+
+impl Verifier {
+    /// A verifier trusting `anchors`, with default limits, no status list and no cache.
+    pub fn new(anchors: TrustAnchors) -> Verifier {
+        Verifier {
+            anchors,
+            status_list: None,
+            limits: ChainLimits::default(),
+            cache: None,
+        }
+    }
+
+    /// Checks every serial against `list`.
+    pub fn with_status_list(mut self, list: StatusList) -> Verifier {
+        self.status_list = Some(list);
+        self
+    }
+
+    /// Replaces the limits.
+    pub fn with_limits(mut self, limits: ChainLimits) -> Verifier {
+        self.limits = limits;
+        self
+    }
+
+    /// Remembers up to `capacity` verified CA links.
+    pub fn with_link_cache(mut self, capacity: usize) -> Verifier {
+        self.cache = Some(LinkCache::new(capacity));
+        self
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &ChainLimits {
+        &self.limits
+    }
+
+    /// The anchors in force.
+    pub fn anchors(&self) -> &TrustAnchors {
+        &self.anchors
+    }
+
+    /// The link cache, when enabled.
+    pub fn link_cache(&self) -> Option<&LinkCache> {
+        self.cache.as_ref()
+    }
+
+    /// Parses and appraises a chain of DER certificates, leaf first.
+    pub fn appraise_der(&self, ders: Vec<Vec<u8>>, at: UnixTime, expected_challenge: Option<&[u8]>) -> Appraisal {
+        match UnverifiedChain::from_der(ders, &self.limits) {
+            Ok(chain) => self.appraise(&chain, at, expected_challenge),
+            Err(rejection) => Appraisal {
+                chain: ChainSummary {
+                    length: 0,
+                    anchor: None,
+                    provisioning: Provisioning::Unknown,
+                },
+                key_description: None,
+                outcome: Err(rejection),
+            },
+        }
+    }
+
+    /// Appraises a parsed chain at the server-supplied instant `at`. With `expected_challenge`,
+    /// the attested challenge must equal it.
+    pub fn appraise(&self, chain: &UnverifiedChain, at: UnixTime, expected_challenge: Option<&[u8]>) -> Appraisal {
+        let certs = chain.certificates();
+        let leaf_kd = chain.leaf_key_description(&self.limits.key_description);
+        let remote = certs.iter().skip(1).any(|c| c.has_extension(oid::PROVISIONING_INFO));
+        let mut summary = ChainSummary {
+            length: certs.len(),
+            anchor: None,
+            provisioning: if remote { Provisioning::Remote } else { Provisioning::Unknown },
+        };
+        let key_description = leaf_kd.as_ref().and_then(|r| r.as_ref().ok()).cloned();
+        let outcome = self.check(certs, leaf_kd, at, expected_challenge, &mut summary);
+        Appraisal {
+            chain: summary,
+            key_description,
+            outcome,
+        }
+    }
+
+    fn check(
+        &self,
+        certs: &[Certificate],
+        leaf_kd: Option<Result<KeyDescription, DerError>>,
+        at: UnixTime,
+        expected_challenge: Option<&[u8]>,
+        summary: &mut ChainSummary,
+    ) -> Result<VerifiedEvidence, Rejection> {
+        let (Some(leaf), Some(last)) = (certs.first(), certs.last()) else {
+            return Err(Rejection::new(ReasonCode::MalformedEvidence, "empty certificate chain"));
+        };
+        let last_index = certs.len().saturating_sub(1);
+
+        // Rule 3: the anchor.
+        let (anchor, root_in_chain) = self.find_anchor(last, last_index)?;
+        summary.anchor = Some(anchor.clone());
+        if summary.provisioning == Provisioning::Unknown {
+            summary.provisioning = Provisioning::Factory;
+        }
+
+        // Rule 4: name chaining and signatures, leaf upwards.
+        for (i, pair) in certs.windows(2).enumerate() {
+            let [child, parent] = pair else { continue };
+            if child.issuer() != parent.subject() {
+                return Err(Rejection::new(
+                    ReasonCode::InvalidTrustChain,
+                    format!("certificate {i}'s issuer is not the subject of certificate {}", i + 1),
+                ));
+            }
+            let issuer = Issuer {
+                spki: parent.spki(),
+                key_algorithm: parent.key_algorithm(),
+                public_key: parent.public_key(),
+            };
+            // The leaf is new every time; caching it would only evict useful links.
+            self.verify_link(child, &issuer, i > 0).map_err(|e| {
+                Rejection::new(
+                    ReasonCode::InvalidTrustChain,
+                    format!("certificate {i} is not signed by certificate {}: {e}", i + 1),
+                )
+            })?;
+        }
+
+        // Which certificates carry a KeyDescription: the leaf and ATTEST_KEY records directly
+        // above it are device-made; everything above them is CA-made.
+        let kd_count = certs
+            .iter()
+            .take_while(|c| c.has_extension(oid::KEY_DESCRIPTION))
+            .count();
+
+        // Rule 5: validity of the CA certificates (decision 0003).
+        let enforce_expiry = summary.provisioning == Provisioning::Remote;
+        for (i, cert) in certs.iter().enumerate().skip(kd_count.max(1)) {
+            if root_in_chain && i == last_index {
+                continue; // trust is in the anchor key, not in its certificate's dates
+            }
+            if at < cert.not_before() {
+                return Err(Rejection::new(
+                    ReasonCode::InvalidTrustChain,
+                    format!("certificate {i} is not valid before {}", cert.not_before()),
+                ));
+            }
+            if enforce_expiry && at > cert.not_after() {
+                return Err(Rejection::new(
+                    ReasonCode::InvalidTrustChain,
+                    format!("certificate {i} (remotely provisioned chain) expired at {}", cert.not_after()),
+                ));
+            }
+        }
+
+        // Rule 6: revocation of every serial.
+        if let Some(list) = &self.status_list {
+            for (i, cert) in certs.iter().enumerate() {
+                if let Some(listing) = list.lookup(&cert.serial_hex()) {
+                    return Err(Rejection::new(
+                        ReasonCode::Revoked,
+                        format!(
+                            "certificate {i} is {} in the status list ({})",
+                            listing.status.as_str(),
+                            listing.reason.as_deref().unwrap_or("no reason given")
+                        ),
+                    ));
+                }
+            }
+        }
+
+        // Rule 7: KeyDescription placement.
+        let kd = match leaf_kd {
+            None => {
+                return Err(Rejection::new(
+                    ReasonCode::MalformedEvidence,
+                    "the leaf certificate has no KeyDescription extension",
+                ));
+            }
+            Some(Err(e)) => return Err(malformed(&e, 0)),
+            Some(Ok(kd)) => kd,
+        };
+        if let Some((i, _)) = certs
+            .iter()
+            .enumerate()
+            .skip(kd_count)
+            .find(|(_, c)| c.has_extension(oid::KEY_DESCRIPTION))
+        {
+            return Err(Rejection::new(
+                ReasonCode::InvalidTrustChain,
+                format!("certificate {i} carries a KeyDescription above a CA certificate: the chain was extended"),
+            ));
+        }
+        for (i, cert) in certs.iter().enumerate().take(kd_count).skip(1) {
+            let record = match key_description(cert, &self.limits.key_description) {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => return Err(malformed(&e, i)),
+                None => continue,
+            };
+            check_attest_key_record(&kd, &record).map_err(|why| {
+                Rejection::new(
+                    ReasonCode::InvalidTrustChain,
+                    format!("certificate {i} carries a KeyDescription but is not a valid ATTEST_KEY certificate: {why}"),
+                )
+            })?;
+        }
+        if let Some((i, _)) = certs
+            .iter()
+            .enumerate()
+            .find(|(i, c)| *i != kd_count && c.has_extension(oid::PROVISIONING_INFO))
+        {
+            return Err(Rejection::new(
+                ReasonCode::InvalidTrustChain,
+                format!(
+                    "certificate {i} carries the provisioning-info extension, which belongs only directly above the attested key's certificate"
+                ),
+            ));
+        }
+
+        // Rule 8: hardware security levels and the challenge.
+        if kd.attestation_security_level == SecurityLevel::Software
+            || kd.keymint_security_level == SecurityLevel::Software
+        {
+            return Err(Rejection::new(
+                ReasonCode::SoftwareAttestation,
+                format!(
+                    "attestation security level is {}, KeyMint security level is {}; both must be tee or strongbox",
+                    kd.attestation_security_level.as_str(),
+                    kd.keymint_security_level.as_str()
+                ),
+            ));
+        }
+        if let Some(expected) = expected_challenge {
+            if aws_lc_rs::constant_time::verify_slices_are_equal(expected, &kd.attestation_challenge).is_err() {
+                return Err(Rejection::new(
+                    ReasonCode::ReplayAttempt,
+                    "the attested challenge is not the expected one",
+                ));
+            }
+        }
+
+        Ok(VerifiedEvidence {
+            anchor,
+            provisioning: summary.provisioning,
+            leaf_spki: leaf.spki().to_vec(),
+            claims: Claims::from_key_description(&kd),
+        })
+    }
+
+    /// Finds the anchor: the last certificate's key is pinned (root included), or the last
+    /// certificate is signed by a pinned key (root omitted).
+    fn find_anchor(&self, last: &Certificate, last_index: usize) -> Result<(AnchorId, bool), Rejection> {
+        if let Some(a) = self.anchors.by_spki(last.spki()) {
+            return Ok((a.id.clone(), true));
+        }
+        let mut signature_failure = None;
+        for a in self.anchors.by_subject(last.issuer()) {
+            let issuer = Issuer {
+                spki: &a.spki,
+                key_algorithm: a.key_algorithm,
+                public_key: &a.public_key,
+            };
+            match self.verify_link(last, &issuer, true) {
+                Ok(()) => return Ok((a.id.clone(), false)),
+                Err(e) => signature_failure = Some(e),
+            }
+        }
+        let fp = anchors::sha256_hex(last.spki());
+        let detail = if fp == anchors::AOSP_SOFTWARE_EC_SPKI_SHA256 || fp == anchors::AOSP_SOFTWARE_RSA_SPKI_SHA256 {
+            "the chain ends at the AOSP software attestation root, which is never trusted".to_owned()
+        } else if let Some(e) = signature_failure {
+            format!("certificate {last_index} names a trusted root as issuer but is not signed by it: {e}")
+        } else {
+            format!("the chain does not end at a trusted root (last certificate's key SHA-256 {fp})")
+        };
+        Err(Rejection::new(ReasonCode::InvalidTrustChain, detail))
+    }
+
+    fn verify_link(&self, child: &Certificate, issuer: &Issuer<'_>, cacheable: bool) -> Result<(), sig::SignatureError> {
+        let cache = self.cache.as_ref().filter(|_| cacheable);
+        let key = cache.map(|_| LinkCache::key(child.der(), issuer.spki));
+        if let (Some(c), Some(k)) = (cache, &key) {
+            if c.contains(k) {
+                return Ok(());
+            }
+        }
+        sig::verify(
+            issuer.key_algorithm,
+            issuer.public_key,
+            child.signature_algorithm(),
+            child.tbs(),
+            child.signature(),
+        )?;
+        if let (Some(c), Some(k)) = (cache, key) {
+            c.insert(k);
+        }
+        Ok(())
+    }
+}
+
+/// An ATTEST_KEY record above the leaf must describe a hardware attestation key of the same
+/// device state: purpose ATTEST_KEY, the same security levels and the same root of trust.
+fn check_attest_key_record(leaf: &KeyDescription, record: &KeyDescription) -> Result<(), &'static str> {
+    let purposes = record.hardware_enforced.int_set(tag::PURPOSE).unwrap_or_default();
+    if !purposes.contains(&tag::PURPOSE_ATTEST_KEY) {
+        return Err("its key's purposes do not include ATTEST_KEY");
+    }
+    if record.attestation_security_level != leaf.attestation_security_level
+        || record.keymint_security_level != leaf.keymint_security_level
+    {
+        return Err("its security levels differ from the leaf's");
+    }
+    if record.hardware_enforced.root_of_trust() != leaf.hardware_enforced.root_of_trust() {
+        return Err("its root of trust differs from the leaf's");
+    }
+    Ok(())
+}
