@@ -1,1 +1,425 @@
-//! tmp
+//! A software Android device: a test PKI (root and intermediate of its own) that mints
+//! attestation chains whose leaf carries a KeyDescription of the caller's choice.
+//!
+//! It exists so that every verification rule can be broken on purpose, exactly once, by a test;
+//! later the simulator and the benchmarks use it to play many devices. Its root is never a
+//! production anchor: a verifier trusts it only when a test or an operator adds it explicitly.
+//!
+//! Nothing here reads a clock or touches the file system. Key generation uses the crypto
+//! library's system randomness, which is fine for test keys.
+
+use attest_android::der::write;
+use attest_core::UnixTime;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+
+pub mod keydesc;
+
+pub use keydesc::{KeyDescriptionSpec, value};
+
+/// Errors of the software device (only key generation and signing can fail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceError(&'static str);
+
+impl std::fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+/// Object identifier content octets used when minting.
+pub mod oid {
+    pub use attest_android::oids::{KEY_DESCRIPTION, PROVISIONING_INFO};
+    /// 1.2.840.10045.2.1 id-ecPublicKey.
+    pub const EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    /// 1.2.840.10045.3.1.7 P-256.
+    pub const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    /// 1.3.132.0.34 P-384.
+    pub const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
+    /// 1.2.840.113549.1.1.1 rsaEncryption.
+    pub const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    /// 1.2.840.113549.1.1.11 sha256WithRSAEncryption.
+    pub const SHA256_WITH_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
+    /// 1.2.840.10045.4.3.2 ecdsa-with-SHA256.
+    pub const ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+    /// 1.2.840.10045.4.3.3 ecdsa-with-SHA384.
+    pub const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+    /// 2.5.4.3 commonName.
+    pub const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+    /// 2.5.29.19 basicConstraints.
+    pub const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+}
+
+/// Which kind of key to generate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// ECDSA P-256, signing with SHA-256.
+    EcP256,
+    /// ECDSA P-384, signing with SHA-384.
+    EcP384,
+    /// RSA-2048, PKCS#1 v1.5 with SHA-256.
+    Rsa2048,
+}
+
+enum Inner {
+    Ec(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
+}
+
+/// A private key that can sign certificates (or proofs), with its SubjectPublicKeyInfo.
+pub struct SigningKey {
+    kind: KeyKind,
+    inner: Inner,
+    spki: Vec<u8>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Generates a fresh key.
+    pub fn generate(kind: KeyKind) -> Result<SigningKey, DeviceError> {
+        let rng = SystemRandom::new();
+        let inner = match kind {
+            KeyKind::EcP256 | KeyKind::EcP384 => {
+                let alg = if kind == KeyKind::EcP256 {
+                    &signature::ECDSA_P256_SHA256_ASN1_SIGNING
+                } else {
+                    &signature::ECDSA_P384_SHA384_ASN1_SIGNING
+                };
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(|_| DeviceError("EC key generation failed"))?;
+                Inner::Ec(EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).map_err(|_| DeviceError("EC key rejected"))?)
+            }
+            KeyKind::Rsa2048 => {
+                Inner::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| DeviceError("RSA key generation failed"))?)
+            }
+        };
+        let spki = match (&inner, kind) {
+            (Inner::Ec(k), KeyKind::EcP384) => ec_spki(oid::P384, k.public_key().as_ref()),
+            (Inner::Ec(k), _) => ec_spki(oid::P256, k.public_key().as_ref()),
+            (Inner::Rsa(k), _) => write::sequence(&[
+                &write::sequence(&[&write::oid(oid::RSA_ENCRYPTION), &write::null()]),
+                &write::bit_string(k.public_key().as_ref()),
+            ]),
+        };
+        Ok(SigningKey { kind, inner, spki })
+    }
+
+    /// The key's kind.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// The SubjectPublicKeyInfo, DER.
+    pub fn spki(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// The AlgorithmIdentifier (DER) of the signatures this key makes.
+    pub fn signature_algorithm(&self) -> Vec<u8> {
+        match self.kind {
+            KeyKind::EcP256 => write::sequence(&[&write::oid(oid::ECDSA_SHA256)]),
+            KeyKind::EcP384 => write::sequence(&[&write::oid(oid::ECDSA_SHA384)]),
+            KeyKind::Rsa2048 => write::sequence(&[&write::oid(oid::SHA256_WITH_RSA), &write::null()]),
+        }
+    }
+
+    /// Signs `message` (ECDSA signatures are ASN.1 DER encoded).
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, DeviceError> {
+        let rng = SystemRandom::new();
+        match &self.inner {
+            Inner::Ec(k) => k
+                .sign(&rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| DeviceError("ECDSA signing failed")),
+            Inner::Rsa(k) => {
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(|_| DeviceError("RSA signing failed"))?;
+                Ok(sig)
+            }
+        }
+    }
+}
+
+fn ec_spki(curve: &[u8], point: &[u8]) -> Vec<u8> {
+    write::sequence(&[
+        &write::sequence(&[&write::oid(oid::EC_PUBLIC_KEY), &write::oid(curve)]),
+        &write::bit_string(point),
+    ])
+}
+
+/// A Name with one commonName (UTF8String).
+pub fn name(common_name: &str) -> Vec<u8> {
+    let atv = write::sequence(&[&write::oid(oid::COMMON_NAME), &write::tlv(0x0c, common_name.as_bytes())]);
+    write::sequence(&[&write::set(&[&atv])])
+}
+
+/// One extension to put in a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtensionSpec {
+    /// OID content octets.
+    pub oid: Vec<u8>,
+    /// Critical flag.
+    pub critical: bool,
+    /// The value inside the OCTET STRING.
+    pub value: Vec<u8>,
+}
+
+/// Everything that goes into one certificate.
+#[derive(Clone, Debug)]
+pub struct CertSpec {
+    /// Serial number, unsigned big-endian.
+    pub serial: Vec<u8>,
+    /// Issuer Name (DER).
+    pub issuer: Vec<u8>,
+    /// Subject Name (DER).
+    pub subject: Vec<u8>,
+    /// Start of validity.
+    pub not_before: UnixTime,
+    /// End of validity.
+    pub not_after: UnixTime,
+    /// Subject public key (SPKI DER).
+    pub spki: Vec<u8>,
+    /// Extensions, in order (duplicates are allowed, for negative tests).
+    pub extensions: Vec<ExtensionSpec>,
+}
+
+fn time(t: UnixTime) -> Vec<u8> {
+    let c = t.to_civil().unwrap_or(attest_core::CivilDate {
+        year: 1970,
+        month: 1,
+        day: 1,
+        hour: 0,
+        minute: 0,
+        second: 0,
+    });
+    let body = format!("{:02}{:02}{:02}{:02}{:02}Z", c.month, c.day, c.hour, c.minute, c.second);
+    // RFC 5280: UTCTime through 2049, GeneralizedTime from 2050.
+    if (1950..2050).contains(&c.year) {
+        write::tlv(0x17, format!("{:02}{body}", c.year % 100).as_bytes())
+    } else {
+        write::tlv(0x18, format!("{:04}{body}", c.year).as_bytes())
+    }
+}
+
+impl CertSpec {
+    /// The tbsCertificate for an issuer whose signatures use `signature_algorithm`.
+    pub fn tbs(&self, signature_algorithm: &[u8]) -> Vec<u8> {
+        let mut parts: Vec<Vec<u8>> = vec![
+            write::explicit(0, &write::integer(2)),
+            write::unsigned_integer(&self.serial),
+            signature_algorithm.to_vec(),
+            self.issuer.clone(),
+            write::sequence(&[&time(self.not_before), &time(self.not_after)]),
+            self.subject.clone(),
+            self.spki.clone(),
+        ];
+        if !self.extensions.is_empty() {
+            let exts: Vec<Vec<u8>> = self
+                .extensions
+                .iter()
+                .map(|e| {
+                    let mut fields = vec![write::oid(&e.oid)];
+                    if e.critical {
+                        fields.push(write::boolean(true));
+                    }
+                    fields.push(write::octet_string(&e.value));
+                    write::sequence(&fields.iter().map(Vec::as_slice).collect::<Vec<_>>())
+                })
+                .collect();
+            let list = write::sequence(&exts.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            parts.push(write::explicit(3, &list));
+        }
+        write::sequence(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    }
+
+    /// The signed certificate (DER).
+    pub fn sign(&self, issuer: &SigningKey) -> Result<Vec<u8>, DeviceError> {
+        let alg = issuer.signature_algorithm();
+        let tbs = self.tbs(&alg);
+        let sig = issuer.sign(&tbs)?;
+        Ok(write::sequence(&[&tbs, &alg, &write::bit_string(&sig)]))
+    }
+}
+
+fn ca_extensions() -> Vec<ExtensionSpec> {
+    vec![ExtensionSpec {
+        oid: oid::BASIC_CONSTRAINTS.to_vec(),
+        critical: true,
+        value: write::sequence(&[&write::boolean(true)]),
+    }]
+}
+
+/// 2020-01-01T00:00:00Z, the start of the test PKI's validity.
+pub const PKI_NOT_BEFORE: UnixTime = UnixTime::from_secs(1_577_836_800);
+/// 2040-01-01T00:00:00Z, the end of the test PKI's validity.
+pub const PKI_NOT_AFTER: UnixTime = UnixTime::from_secs(2_208_988_800);
+
+/// A test PKI: a self-signed root and one intermediate ("attestation key"), as a factory chain
+/// has. With `remote` set, the intermediate carries the provisioning-info extension, as an RKP
+/// attestation key certificate does.
+pub struct TestPki {
+    /// The root's key.
+    pub root_key: SigningKey,
+    /// The root certificate (DER).
+    pub root_cert: Vec<u8>,
+    /// The root's Name.
+    pub root_name: Vec<u8>,
+    /// The intermediate's key: it signs leaves.
+    pub intermediate_key: SigningKey,
+    /// The intermediate certificate (DER).
+    pub intermediate_cert: Vec<u8>,
+    /// The intermediate's Name.
+    pub intermediate_name: Vec<u8>,
+    /// The intermediate's certificate spec, to re-mint variants.
+    pub intermediate_spec: CertSpec,
+}
+
+impl std::fmt::Debug for TestPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPki").finish_non_exhaustive()
+    }
+}
+
+/// The provisioning-info extension value real RKP certificates carry: CBOR `{1: 8}`.
+pub const PROVISIONING_INFO_VALUE: &[u8] = &[0xa1, 0x01, 0x08];
+
+impl TestPki {
+    /// A new PKI whose root and intermediate use `kind` keys, valid 2020-2040.
+    pub fn new(kind: KeyKind, remote: bool) -> Result<TestPki, DeviceError> {
+        let root_key = SigningKey::generate(kind)?;
+        let root_name = name("enigm-attest test root (never trust in production)");
+        let root_cert = CertSpec {
+            serial: vec![0x10, 0x01],
+            issuer: root_name.clone(),
+            subject: root_name.clone(),
+            not_before: PKI_NOT_BEFORE,
+            not_after: PKI_NOT_AFTER,
+            spki: root_key.spki().to_vec(),
+            extensions: ca_extensions(),
+        }
+        .sign(&root_key)?;
+        let intermediate_key = SigningKey::generate(kind)?;
+        let intermediate_name = name("enigm-attest test attestation key");
+        let mut extensions = ca_extensions();
+        if remote {
+            extensions.push(ExtensionSpec {
+                oid: oid::PROVISIONING_INFO.to_vec(),
+                critical: false,
+                value: PROVISIONING_INFO_VALUE.to_vec(),
+            });
+        }
+        let intermediate_spec = CertSpec {
+            serial: vec![0x20, 0x02],
+            issuer: root_name.clone(),
+            subject: intermediate_name.clone(),
+            not_before: PKI_NOT_BEFORE,
+            not_after: PKI_NOT_AFTER,
+            spki: intermediate_key.spki().to_vec(),
+            extensions,
+        };
+        let intermediate_cert = intermediate_spec.sign(&root_key)?;
+        Ok(TestPki {
+            root_key,
+            root_cert,
+            root_name,
+            intermediate_key,
+            intermediate_cert,
+            intermediate_name,
+            intermediate_spec,
+        })
+    }
+
+    /// The spec of a leaf for `leaf_spki` carrying `key_description`, with the dates a real
+    /// device sets (1970 to 2048) and serial 1.
+    pub fn leaf_spec(&self, leaf_spki: &[u8], key_description: &[u8]) -> CertSpec {
+        CertSpec {
+            serial: vec![1],
+            issuer: self.intermediate_name.clone(),
+            subject: name("Android Keystore Key"),
+            not_before: UnixTime::EPOCH,
+            not_after: UnixTime::from_secs(2_461_449_600), // 2048-01-01
+            spki: leaf_spki.to_vec(),
+            extensions: vec![ExtensionSpec {
+                oid: oid::KEY_DESCRIPTION.to_vec(),
+                critical: false,
+                value: key_description.to_vec(),
+            }],
+        }
+    }
+
+    /// A full chain `[leaf, intermediate, root]` for a leaf signed by the intermediate.
+    pub fn chain(&self, leaf_spec: &CertSpec) -> Result<Vec<Vec<u8>>, DeviceError> {
+        Ok(vec![
+            leaf_spec.sign(&self.intermediate_key)?,
+            self.intermediate_cert.clone(),
+            self.root_cert.clone(),
+        ])
+    }
+}
+
+/// A software device: a test PKI plus the state a real device would attest.
+pub struct SoftwareDevice {
+    /// The device's attestation PKI.
+    pub pki: TestPki,
+    /// The KeyDescription template; `attest` fills in the challenge.
+    pub template: KeyDescriptionSpec,
+}
+
+impl std::fmt::Debug for SoftwareDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftwareDevice").finish_non_exhaustive()
+    }
+}
+
+/// A minted attestation: the attested key and its chain, leaf first.
+pub struct Attestation {
+    /// The attested key (K_dev at enrollment, K_eph later).
+    pub key: SigningKey,
+    /// DER certificates, leaf first.
+    pub chain: Vec<Vec<u8>>,
+}
+
+impl SoftwareDevice {
+    /// A locked, verified TEE device with a random boot key, on a factory-style test PKI.
+    pub fn new() -> Result<SoftwareDevice, DeviceError> {
+        let mut boot_key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut boot_key).map_err(|_| DeviceError("randomness failed"))?;
+        Ok(SoftwareDevice {
+            pki: TestPki::new(KeyKind::EcP256, false)?,
+            template: KeyDescriptionSpec::typical(&boot_key, b""),
+        })
+    }
+
+    /// The root certificate a verifier must add to trust this device.
+    pub fn root_cert(&self) -> &[u8] {
+        &self.pki.root_cert
+    }
+
+    /// Generates a fresh P-256 key attested with `challenge`.
+    pub fn attest(&self, challenge: &[u8]) -> Result<Attestation, DeviceError> {
+        self.attest_with(challenge, |_| {})
+    }
+
+    /// Like [`SoftwareDevice::attest`], with a last change to the KeyDescription.
+    pub fn attest_with(
+        &self,
+        challenge: &[u8],
+        change: impl FnOnce(&mut KeyDescriptionSpec),
+    ) -> Result<Attestation, DeviceError> {
+        let key = SigningKey::generate(KeyKind::EcP256)?;
+        let mut kd = self.template.clone();
+        kd.challenge = challenge.to_vec();
+        change(&mut kd);
+        let spec = self.pki.leaf_spec(key.spki(), &kd.encode());
+        let chain = self.pki.chain(&spec)?;
+        Ok(Attestation { key, chain })
+    }
+}

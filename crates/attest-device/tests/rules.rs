@@ -1,0 +1,560 @@
+//! One test per verification rule: each mints a chain with the software device that breaks
+//! exactly that rule, and expects exactly its reason code. A baseline proves the unbroken chain
+//! verifies, so every failure below is caused by the one thing each test changes.
+
+use attest_android::der::write;
+use attest_android::{
+    AuthValue, ChainLimits, SecurityLevel, StatusList, TrustAnchors, VerifiedBootState, Verifier, oids,
+};
+use attest_core::{ReasonCode, UnixTime};
+use attest_device::keydesc::{SOFTWARE, STRONGBOX, TEE, UPDATER_PACKAGE};
+use attest_device::{
+    CertSpec, ExtensionSpec, KeyDescriptionSpec, KeyKind, SigningKey, TestPki, name, value,
+};
+
+/// 2026-11-01T00:00:00Z: the fixed instant every test verifies at.
+const AT: UnixTime = UnixTime::from_secs(1_793_491_200);
+const BOOT_KEY: [u8; 32] = [0xb0; 32];
+const CHALLENGE: &[u8] = b"enigm test challenge";
+
+fn verifier_for(pki: &TestPki) -> Verifier {
+    let mut anchors = TrustAnchors::empty();
+    anchors.add_certificate(pki.root_cert.clone()).unwrap();
+    Verifier::new(anchors)
+}
+
+fn kd() -> KeyDescriptionSpec {
+    KeyDescriptionSpec::typical(&BOOT_KEY, CHALLENGE)
+}
+
+/// A chain `[leaf, intermediate, root]` whose leaf carries `spec`.
+fn mint(pki: &TestPki, spec: &KeyDescriptionSpec) -> Vec<Vec<u8>> {
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    pki.chain(&pki.leaf_spec(key.spki(), &spec.encode())).unwrap()
+}
+
+fn factory() -> TestPki {
+    TestPki::new(KeyKind::EcP256, false).unwrap()
+}
+
+fn outcome(v: &Verifier, chain: Vec<Vec<u8>>) -> Result<(), (ReasonCode, String)> {
+    v.appraise_der(chain, AT, Some(CHALLENGE))
+        .outcome
+        .map(|_| ())
+        .map_err(|r| (r.reason, r.detail))
+}
+
+#[track_caller]
+fn assert_reason(v: &Verifier, chain: Vec<Vec<u8>>, want: ReasonCode) -> String {
+    match outcome(v, chain) {
+        Ok(()) => panic!("chain verified, expected {want}"),
+        Err((got, detail)) => {
+            assert_eq!(got, want, "detail: {detail}");
+            detail
+        }
+    }
+}
+
+#[track_caller]
+fn assert_valid(v: &Verifier, chain: Vec<Vec<u8>>) {
+    if let Err((r, d)) = outcome(v, chain) {
+        panic!("expected valid, got {r}: {d}");
+    }
+}
+
+// Baseline and positive shapes.
+
+#[test]
+fn baseline_chain_verifies_with_hardware_claims_only() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    let a = v.appraise_der(mint(&pki, &kd()), AT, Some(CHALLENGE));
+    let ev = a.outcome.expect("baseline verifies");
+    assert_eq!(ev.provisioning().as_str(), "factory");
+    assert!(ev.anchor().name().starts_with("configured:"));
+    let c = ev.claims();
+    assert_eq!(c.security_level, SecurityLevel::TrustedEnvironment);
+    let rot = c.root_of_trust.as_ref().unwrap();
+    assert_eq!(rot.verified_boot_key, BOOT_KEY);
+    assert!(rot.device_locked);
+    assert_eq!(rot.verified_boot_state, VerifiedBootState::Verified);
+    assert_eq!(c.os_patch_level.unwrap().raw(), 202_609);
+    assert_eq!(c.vendor_patch_level.unwrap().year_month_day(), 20_260_905);
+    let aaid = c.software_enforced.attestation_application_id.as_ref().unwrap();
+    assert_eq!(aaid.packages[0].name, UPDATER_PACKAGE);
+}
+
+#[test]
+fn chain_without_its_root_certificate_verifies_against_the_pinned_key() {
+    let pki = factory();
+    let mut chain = mint(&pki, &kd());
+    chain.pop();
+    assert_valid(&verifier_for(&pki), chain);
+}
+
+#[test]
+fn rsa_and_p384_issuers_verify() {
+    for kind in [KeyKind::Rsa2048, KeyKind::EcP384] {
+        let pki = TestPki::new(kind, false).unwrap();
+        assert_valid(&verifier_for(&pki), mint(&pki, &kd()));
+    }
+}
+
+#[test]
+fn leaf_dates_set_by_the_device_are_ignored() {
+    let pki = factory();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(key.spki(), &kd().encode());
+    // As on emulators: notAfter 1969-12-31 before notBefore 1970-01-01.
+    leaf.not_after = UnixTime::from_secs(-1);
+    assert_valid(&verifier_for(&pki), pki.chain(&leaf).unwrap());
+}
+
+// Rule 1: limits before parsing.
+
+#[test]
+fn rule1_too_many_certificates() {
+    let pki = factory();
+    let mut chain = mint(&pki, &kd());
+    while chain.len() <= ChainLimits::default().max_certificates {
+        chain.push(pki.root_cert.clone());
+    }
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::MalformedEvidence);
+    assert!(d.contains("limit"), "{d}");
+}
+
+#[test]
+fn rule1_oversized_certificate() {
+    let pki = factory();
+    let mut chain = mint(&pki, &kd());
+    chain[1] = vec![0x30; ChainLimits::default().max_certificate_bytes + 1];
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::MalformedEvidence);
+    assert!(d.contains("certificate 1"), "{d}");
+}
+
+#[test]
+fn rule1_empty_chain() {
+    let pki = factory();
+    assert_reason(&verifier_for(&pki), Vec::new(), ReasonCode::MalformedEvidence);
+}
+
+// Rule 2: every certificate parses, strictly except for device quirks.
+
+#[test]
+fn rule2_truncated_certificate() {
+    let pki = factory();
+    let mut chain = mint(&pki, &kd());
+    let len = chain[0].len();
+    chain[0].truncate(len - 10);
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::MalformedEvidence);
+    assert!(d.contains("certificate 0") && d.contains("at byte"), "{d}");
+}
+
+#[test]
+fn rule2_trailing_bytes_after_certificate() {
+    let pki = factory();
+    let mut chain = mint(&pki, &kd());
+    chain[1].push(0);
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::MalformedEvidence);
+    assert!(d.contains("trailing bytes"), "{d}");
+}
+
+#[test]
+fn rule2_non_minimal_length() {
+    let pki = factory();
+    let mut chain = mint(&pki, &kd());
+    // Re-encode the outer SEQUENCE length with one more length octet than needed.
+    let der = &chain[0];
+    assert_eq!(der[1], 0x82);
+    let mut bad = vec![0x30, 0x83, 0x00];
+    bad.extend_from_slice(&der[2..]);
+    chain[0] = bad;
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::MalformedEvidence);
+    assert!(d.contains("Certificate at byte 1: non-minimal"), "{d}");
+}
+
+#[test]
+fn rule2_duplicate_extension() {
+    let pki = factory();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(key.spki(), &kd().encode());
+    let again = leaf.extensions[0].clone();
+    leaf.extensions.push(again);
+    let d = assert_reason(&verifier_for(&pki), pki.chain(&leaf).unwrap(), ReasonCode::MalformedEvidence);
+    assert!(d.contains("duplicate extension 1.3.6.1.4.1.11129.2.1.17"), "{d}");
+}
+
+#[test]
+fn rule2_malformed_key_description_names_field_and_offset() {
+    let pki = factory();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut record = kd().encode();
+    record.push(0x00); // trailing byte after the KeyDescription SEQUENCE
+    let leaf = pki.leaf_spec(key.spki(), &record);
+    let chain = pki.chain(&leaf).unwrap();
+    let v = verifier_for(&pki);
+    let a = v.appraise_der(chain, AT, Some(CHALLENGE));
+    assert!(a.key_description.is_none());
+    let r = a.outcome.unwrap_err();
+    assert_eq!(r.reason, ReasonCode::MalformedEvidence);
+    assert!(r.detail.contains("KeyDescription at byte") && r.detail.contains("trailing bytes"), "{}", r.detail);
+}
+
+#[test]
+fn rule2_duplicate_and_unordered_tags_are_rejected() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    let mut dup = kd();
+    dup.hardware.push((719, value::int(20_260_905)));
+    let d = assert_reason(&v, mint(&pki, &dup), ReasonCode::MalformedEvidence);
+    assert!(d.contains("duplicate tag 719"), "{d}");
+
+    let mut unordered = kd();
+    unordered.hardware.swap(0, 1);
+    let d = assert_reason(&v, mint(&pki, &unordered), ReasonCode::MalformedEvidence);
+    assert!(d.contains("ascending"), "{d}");
+
+    let mut wrong_type = kd();
+    wrong_type.set_hw(705, value::octets(b"15"));
+    let d = assert_reason(&v, mint(&pki, &wrong_type), ReasonCode::MalformedEvidence);
+    assert!(d.contains("hardwareEnforced.[705]") && d.contains("expected INTEGER"), "{d}");
+}
+
+#[test]
+fn rule2_device_quirks_are_accepted() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    let mut quirky = kd();
+    // Unsorted SET OF, 6-digit vendor patch level, day-00 boot patch level, an unknown tag.
+    quirky.set_hw(1, value::int_set(&[3, 2]));
+    quirky.set_hw(718, value::int(202_609));
+    quirky.set_hw(719, value::int(20_260_900));
+    quirky.set_hw(9999, value::octets(b"future"));
+    // BER boolean: deviceLocked encoded as 0x01.
+    let rot = write::sequence(&[
+        &write::octet_string(&BOOT_KEY),
+        &write::tlv(0x01, &[0x01]),
+        &write::enumerated(0),
+        &write::octet_string(&[0x11; 32]),
+    ]);
+    quirky.set_hw(704, rot);
+    let a = v.appraise_der(mint(&pki, &quirky), AT, Some(CHALLENGE));
+    let ev = a.outcome.expect("quirks accepted");
+    assert!(ev.claims().root_of_trust.as_ref().unwrap().device_locked);
+    assert_eq!(ev.claims().purposes, vec![3, 2]);
+    assert_eq!(ev.claims().vendor_patch_level.unwrap().year_month_day(), 20_260_900);
+    let kd = a.key_description.unwrap();
+    assert!(matches!(kd.hardware_enforced.get(9999), Some(AuthValue::Unknown(_))));
+}
+
+// Rule 3: the anchor.
+
+#[test]
+fn rule3_unknown_root() {
+    let pki = factory();
+    let other = factory();
+    assert_reason(&verifier_for(&other), mint(&pki, &kd()), ReasonCode::InvalidTrustChain);
+    let d = assert_reason(&Verifier::new(TrustAnchors::google()), mint(&pki, &kd()), ReasonCode::InvalidTrustChain);
+    assert!(d.contains("does not end at a trusted root"), "{d}");
+}
+
+#[test]
+fn rule3_root_omitted_and_last_certificate_not_signed_by_the_anchor() {
+    let pki = factory();
+    let impostor = factory();
+    // The impostor's intermediate claims the trusted root as issuer, but the trusted root never
+    // signed it.
+    let mut spec = impostor.intermediate_spec.clone();
+    spec.issuer = pki.root_name.clone();
+    let forged = spec.sign(&impostor.root_key).unwrap();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let leaf = impostor.leaf_spec(key.spki(), &kd().encode()).sign(&impostor.intermediate_key).unwrap();
+    let d = assert_reason(&verifier_for(&pki), vec![leaf, forged], ReasonCode::InvalidTrustChain);
+    assert!(d.contains("not signed by it"), "{d}");
+}
+
+// Rule 4: name chaining and signatures over the received bytes.
+
+#[test]
+fn rule4_broken_name_chaining() {
+    let pki = factory();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(key.spki(), &kd().encode());
+    leaf.issuer = name("someone else");
+    let d = assert_reason(&verifier_for(&pki), pki.chain(&leaf).unwrap(), ReasonCode::InvalidTrustChain);
+    assert!(d.contains("issuer is not the subject"), "{d}");
+}
+
+#[test]
+fn rule4_tampered_signature() {
+    let pki = factory();
+    let mut chain = mint(&pki, &kd());
+    let last = chain[0].len() - 1;
+    chain[0][last] ^= 0x01;
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
+    assert!(d.contains("certificate 0 is not signed by certificate 1"), "{d}");
+}
+
+#[test]
+fn rule4_tampered_tbs_byte() {
+    let pki = factory();
+    let mut chain = mint(&pki, &kd());
+    // Flip one byte of the challenge inside the signed KeyDescription.
+    let pos = chain[0].windows(CHALLENGE.len()).position(|w| w == CHALLENGE).unwrap();
+    chain[0][pos] ^= 0x20;
+    assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
+}
+
+#[test]
+fn rule4_leaf_signed_by_the_wrong_key() {
+    let pki = factory();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let leaf = pki.leaf_spec(key.spki(), &kd().encode()).sign(&pki.root_key).unwrap();
+    let chain = vec![leaf, pki.intermediate_cert.clone(), pki.root_cert.clone()];
+    assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
+}
+
+// Rule 5: validity of CA certificates (docs/decisions/0003-certificate-validity.md).
+
+fn with_intermediate_dates(remote: bool, not_before: UnixTime, not_after: UnixTime) -> (TestPki, Vec<Vec<u8>>) {
+    let mut pki = TestPki::new(KeyKind::EcP256, remote).unwrap();
+    pki.intermediate_spec.not_before = not_before;
+    pki.intermediate_spec.not_after = not_after;
+    pki.intermediate_cert = pki.intermediate_spec.sign(&pki.root_key).unwrap();
+    let chain = mint(&pki, &kd());
+    (pki, chain)
+}
+
+#[test]
+fn rule5_intermediate_not_yet_valid() {
+    let (pki, chain) = with_intermediate_dates(false, AT.saturating_add_secs(3600), AT.saturating_add_secs(86_400));
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
+    assert!(d.contains("not valid before"), "{d}");
+}
+
+#[test]
+fn rule5_expired_factory_intermediate_is_accepted() {
+    let (pki, chain) = with_intermediate_dates(false, UnixTime::from_secs(1_600_000_000), AT.saturating_add_secs(-1));
+    assert_valid(&verifier_for(&pki), chain);
+}
+
+#[test]
+fn rule5_expired_remotely_provisioned_intermediate() {
+    let (pki, chain) = with_intermediate_dates(true, UnixTime::from_secs(1_600_000_000), AT.saturating_add_secs(-1));
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
+    assert!(d.contains("expired"), "{d}");
+    // The same chain inside its validity window verifies, and is classed as remote.
+    let (pki, chain) = with_intermediate_dates(true, UnixTime::from_secs(1_600_000_000), AT.saturating_add_secs(1));
+    let a = verifier_for(&pki).appraise_der(chain, AT, Some(CHALLENGE));
+    assert_eq!(a.outcome.unwrap().provisioning().as_str(), "remote");
+}
+
+// Rule 6: revocation of every serial.
+
+fn status_list(serial_hex: &str, status: &str) -> StatusList {
+    StatusList::from_json(format!(r#"{{"entries": {{"{serial_hex}": {{"status": "{status}"}}}}}}"#).as_bytes())
+        .unwrap()
+}
+
+#[test]
+fn rule6_revoked_and_suspended_serials() {
+    let pki = factory();
+    // The intermediate's serial is 0x2002, the leaf's 1, the root's 0x1001.
+    for (serial, status) in [("2002", "REVOKED"), ("2002", "SUSPENDED"), ("1", "REVOKED"), ("1001", "SUSPENDED")] {
+        let v = verifier_for(&pki).with_status_list(status_list(serial, status));
+        let d = assert_reason(&v, mint(&pki, &kd()), ReasonCode::Revoked);
+        assert!(d.contains(status), "{d}");
+    }
+    let v = verifier_for(&pki).with_status_list(status_list("2003", "REVOKED"));
+    assert_valid(&v, mint(&pki, &kd()));
+}
+
+// Rule 7: where KeyDescription records may be.
+
+#[test]
+fn rule7_leaf_without_key_description() {
+    let pki = factory();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(key.spki(), &[]);
+    leaf.extensions.clear();
+    let d = assert_reason(&verifier_for(&pki), pki.chain(&leaf).unwrap(), ReasonCode::MalformedEvidence);
+    assert!(d.contains("no KeyDescription"), "{d}");
+}
+
+#[test]
+fn rule7_key_description_in_a_ca_certificate() {
+    let mut pki = factory();
+    pki.intermediate_spec.extensions.push(ExtensionSpec {
+        oid: oids::KEY_DESCRIPTION.to_vec(),
+        critical: false,
+        value: kd().encode(),
+    });
+    pki.intermediate_cert = pki.intermediate_spec.sign(&pki.root_key).unwrap();
+    // The intermediate now looks like an attest key but its record lacks ATTEST_KEY.
+    let d = assert_reason(&verifier_for(&pki), mint(&pki, &kd()), ReasonCode::InvalidTrustChain);
+    assert!(d.contains("certificate 1") && d.contains("ATTEST_KEY"), "{d}");
+
+    // A record above a plain CA certificate is an extended chain, whatever it says.
+    let mut root_spec = CertSpec {
+        serial: vec![0x30],
+        issuer: pki.root_name.clone(),
+        subject: pki.root_name.clone(),
+        not_before: attest_device::PKI_NOT_BEFORE,
+        not_after: attest_device::PKI_NOT_AFTER,
+        spki: pki.root_key.spki().to_vec(),
+        extensions: Vec::new(),
+    };
+    let mut attest = kd();
+    attest.set_hw(1, value::int_set(&[7]));
+    root_spec.extensions.push(ExtensionSpec {
+        oid: oids::KEY_DESCRIPTION.to_vec(),
+        critical: false,
+        value: attest.encode(),
+    });
+    let root = root_spec.sign(&pki.root_key).unwrap();
+    let plain = factory();
+    let mut anchors = TrustAnchors::empty();
+    anchors.add_certificate(root.clone()).unwrap();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut inter = plain.intermediate_spec.clone();
+    inter.issuer = pki.root_name.clone();
+    let inter = inter.sign(&pki.root_key).unwrap();
+    let leaf = plain.leaf_spec(key.spki(), &kd().encode()).sign(&plain.intermediate_key).unwrap();
+    let d = assert_reason(&Verifier::new(anchors), vec![leaf, inter, root], ReasonCode::InvalidTrustChain);
+    assert!(d.contains("certificate 2") && d.contains("extended"), "{d}");
+}
+
+/// `[leaf, attest-key cert, intermediate, root]`, the attest key's record built by `attest`.
+fn attest_key_chain(pki: &TestPki, attest: &KeyDescriptionSpec) -> Vec<Vec<u8>> {
+    let attest_key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut attest_spec = pki.leaf_spec(attest_key.spki(), &attest.encode());
+    attest_spec.subject = name("attest key");
+    let attest_cert = attest_spec.sign(&pki.intermediate_key).unwrap();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(key.spki(), &kd().encode());
+    leaf.issuer = name("attest key");
+    vec![
+        leaf.sign(&attest_key).unwrap(),
+        attest_cert,
+        pki.intermediate_cert.clone(),
+        pki.root_cert.clone(),
+    ]
+}
+
+#[test]
+fn rule7_attest_key_records() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    let mut good = kd();
+    good.set_hw(1, value::int_set(&[7]));
+    assert_valid(&v, attest_key_chain(&pki, &good));
+
+    // A signing key used to sign a fake leaf: the "fake attest key" chain.
+    let d = assert_reason(&v, attest_key_chain(&pki, &kd()), ReasonCode::InvalidTrustChain);
+    assert!(d.contains("ATTEST_KEY"), "{d}");
+
+    let mut other_device = good.clone();
+    other_device.set_hw(704, value::root_of_trust(&[0xee; 32], true, 0, &[0x11; 32]));
+    let d = assert_reason(&v, attest_key_chain(&pki, &other_device), ReasonCode::InvalidTrustChain);
+    assert!(d.contains("root of trust"), "{d}");
+
+    let mut other_level = good.clone();
+    other_level.attestation_security_level = STRONGBOX;
+    other_level.keymint_security_level = STRONGBOX;
+    let d = assert_reason(&v, attest_key_chain(&pki, &other_level), ReasonCode::InvalidTrustChain);
+    assert!(d.contains("security levels"), "{d}");
+}
+
+#[test]
+fn rule7_provisioning_info_in_the_wrong_place() {
+    let pki = TestPki::new(KeyKind::EcP256, true).unwrap();
+    let v = verifier_for(&pki);
+    assert_valid(&v, mint(&pki, &kd()));
+    let mut good = kd();
+    good.set_hw(1, value::int_set(&[7]));
+    // An attest key between the leaf and the RKP certificate is the Auditor layout: fine.
+    assert_valid(&v, attest_key_chain(&pki, &good));
+    // A plain CA certificate between them is not: the record must sit directly below the
+    // provisioning-info certificate.
+    let extra_key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut extra = pki.intermediate_spec.clone();
+    extra.issuer = pki.intermediate_name.clone();
+    extra.subject = name("extra CA");
+    extra.spki = extra_key.spki().to_vec();
+    extra.extensions.truncate(1);
+    let extra = extra.sign(&pki.intermediate_key).unwrap();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(key.spki(), &kd().encode());
+    leaf.issuer = name("extra CA");
+    let chain = vec![
+        leaf.sign(&extra_key).unwrap(),
+        extra,
+        pki.intermediate_cert.clone(),
+        pki.root_cert.clone(),
+    ];
+    let d = assert_reason(&v, chain, ReasonCode::InvalidTrustChain);
+    assert!(d.contains("provisioning-info"), "{d}");
+}
+
+// Rule 8: hardware security levels and the challenge.
+
+#[test]
+fn rule8_software_security_level() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    for (att, km) in [(SOFTWARE, SOFTWARE), (SOFTWARE, TEE), (TEE, SOFTWARE)] {
+        let mut spec = kd();
+        spec.attestation_security_level = att;
+        spec.keymint_security_level = km;
+        assert_reason(&v, mint(&pki, &spec), ReasonCode::SoftwareAttestation);
+    }
+}
+
+#[test]
+fn rule8_challenge_mismatch() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    let chain = mint(&pki, &kd());
+    let r = v.appraise_der(chain.clone(), AT, Some(b"enigm test challengf")).outcome.unwrap_err();
+    assert_eq!(r.reason, ReasonCode::ReplayAttempt);
+    let r = v.appraise_der(chain.clone(), AT, Some(b"")).outcome.unwrap_err();
+    assert_eq!(r.reason, ReasonCode::ReplayAttempt);
+    assert!(v.appraise_der(chain, AT, None).outcome.is_ok(), "no expected challenge, no check");
+}
+
+#[test]
+fn rule8_software_enforced_root_of_trust_is_not_a_claim() {
+    let pki = factory();
+    let mut spec = kd();
+    let rot = spec.hardware.iter().find(|(t, _)| *t == 704).unwrap().1.clone();
+    spec.remove_hw(704);
+    spec.set_sw(704, rot);
+    let ev = verifier_for(&pki).appraise_der(mint(&pki, &spec), AT, Some(CHALLENGE)).outcome.unwrap();
+    assert_eq!(ev.claims().root_of_trust, None);
+}
+
+#[test]
+fn strongbox_level_is_claimed() {
+    let pki = factory();
+    let mut spec = kd();
+    spec.attestation_security_level = STRONGBOX;
+    spec.keymint_security_level = STRONGBOX;
+    let ev = verifier_for(&pki).appraise_der(mint(&pki, &spec), AT, Some(CHALLENGE)).outcome.unwrap();
+    assert_eq!(ev.claims().security_level, SecurityLevel::StrongBox);
+}
+
+#[test]
+fn the_link_cache_gives_the_same_answers() {
+    let pki = factory();
+    let mut anchors = TrustAnchors::empty();
+    anchors.add_certificate(pki.root_cert.clone()).unwrap();
+    let v = Verifier::new(anchors).with_link_cache(16);
+    assert_valid(&v, mint(&pki, &kd()));
+    assert_eq!(v.link_cache().unwrap().len(), 1, "the intermediate's link is cached, the leaf's is not");
+    assert_valid(&v, mint(&pki, &kd()));
+    // A cached intermediate does not excuse a bad leaf.
+    let mut chain = mint(&pki, &kd());
+    let last = chain[0].len() - 1;
+    chain[0][last] ^= 1;
+    assert_reason(&v, chain, ReasonCode::InvalidTrustChain);
+}
