@@ -68,6 +68,11 @@ pub enum AnchorError {
     /// The key is one we refuse to trust.
     #[error("trust root is the AOSP software attestation root, which anyone can sign with")]
     SoftwareRoot,
+    /// The certificate is an attested key, never a CA.
+    #[error(
+        "trust root carries a KeyDescription: it is an attested key, not a certificate authority"
+    )]
+    AttestedKey,
     /// The key algorithm cannot verify signatures.
     #[error("trust root key algorithm is not supported (RSA, EC P-256/P-384/P-521 are)")]
     UnsupportedKey,
@@ -94,8 +99,16 @@ impl TrustAnchors {
     pub fn google() -> TrustAnchors {
         let mut a = TrustAnchors::default();
         for (id, spki, subject) in [
-            (AnchorId::GoogleRsa4096, GOOGLE_RSA4096_SPKI, GOOGLE_RSA4096_SUBJECT),
-            (AnchorId::GoogleEcP384, GOOGLE_ECP384_SPKI, GOOGLE_ECP384_SUBJECT),
+            (
+                AnchorId::GoogleRsa4096,
+                GOOGLE_RSA4096_SPKI,
+                GOOGLE_RSA4096_SUBJECT,
+            ),
+            (
+                AnchorId::GoogleEcP384,
+                GOOGLE_ECP384_SPKI,
+                GOOGLE_ECP384_SUBJECT,
+            ),
         ] {
             if let Some((key_algorithm, public_key)) = crate::x509::split_spki(spki) {
                 a.anchors.push(TrustAnchor {
@@ -116,6 +129,9 @@ impl TrustAnchors {
         let fp = sha256_hex(cert.spki());
         if fp == AOSP_SOFTWARE_EC_SPKI_SHA256 || fp == AOSP_SOFTWARE_RSA_SPKI_SHA256 {
             return Err(AnchorError::SoftwareRoot);
+        }
+        if cert.has_extension(crate::x509::oid::KEY_DESCRIPTION) {
+            return Err(AnchorError::AttestedKey);
         }
         if cert.key_algorithm() == KeyAlgorithm::Other {
             return Err(AnchorError::UnsupportedKey);
@@ -143,7 +159,10 @@ impl TrustAnchors {
         self.anchors.iter().find(|a| a.spki == spki)
     }
 
-    pub(crate) fn by_subject<'s>(&'s self, subject: &'s [u8]) -> impl Iterator<Item = &'s TrustAnchor> + 's {
+    pub(crate) fn by_subject<'s>(
+        &'s self,
+        subject: &'s [u8],
+    ) -> impl Iterator<Item = &'s TrustAnchor> + 's {
         self.anchors.iter().filter(move |a| a.subject == subject)
     }
 }
@@ -217,4 +236,3 @@ pub(crate) const GOOGLE_ECP384_SUBJECT: &[u8] = &[
     0x67, 0x6c, 0x65, 0x20, 0x4c, 0x4c, 0x43, 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x06,
     0x13, 0x02, 0x55, 0x53,
 ];
-

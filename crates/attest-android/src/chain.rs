@@ -75,7 +75,10 @@ impl Rejection {
 }
 
 fn malformed(e: &DerError, index: usize) -> Rejection {
-    Rejection::new(ReasonCode::MalformedEvidence, format!("certificate {index}: {e}"))
+    Rejection::new(
+        ReasonCode::MalformedEvidence,
+        format!("certificate {index}: {e}"),
+    )
 }
 
 /// How the attestation key was provisioned.
@@ -119,27 +122,48 @@ pub struct UnverifiedChain {
 
 impl UnverifiedChain {
     /// Checks limits (rule 1) and parses every certificate (rule 2). Leaf first.
-    pub fn from_der(ders: Vec<Vec<u8>>, limits: &ChainLimits) -> Result<UnverifiedChain, Rejection> {
+    pub fn from_der(
+        ders: Vec<Vec<u8>>,
+        limits: &ChainLimits,
+    ) -> Result<UnverifiedChain, Rejection> {
         if ders.is_empty() {
-            return Err(Rejection::new(ReasonCode::MalformedEvidence, "empty certificate chain"));
+            return Err(Rejection::new(
+                ReasonCode::MalformedEvidence,
+                "empty certificate chain",
+            ));
         }
         if ders.len() > limits.max_certificates {
             return Err(Rejection::new(
                 ReasonCode::MalformedEvidence,
-                format!("chain has {} certificates; the limit is {}", ders.len(), limits.max_certificates),
+                format!(
+                    "chain has {} certificates; the limit is {}",
+                    ders.len(),
+                    limits.max_certificates
+                ),
             ));
         }
         let total: usize = ders.iter().map(Vec::len).sum();
         if total > limits.max_chain_bytes {
             return Err(Rejection::new(
                 ReasonCode::MalformedEvidence,
-                format!("chain is {total} bytes; the limit is {}", limits.max_chain_bytes),
+                format!(
+                    "chain is {total} bytes; the limit is {}",
+                    limits.max_chain_bytes
+                ),
             ));
         }
-        if let Some((i, d)) = ders.iter().enumerate().find(|(_, d)| d.len() > limits.max_certificate_bytes) {
+        if let Some((i, d)) = ders
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.len() > limits.max_certificate_bytes)
+        {
             return Err(Rejection::new(
                 ReasonCode::MalformedEvidence,
-                format!("certificate {i} is {} bytes; the limit is {}", d.len(), limits.max_certificate_bytes),
+                format!(
+                    "certificate {i} is {} bytes; the limit is {}",
+                    d.len(),
+                    limits.max_certificate_bytes
+                ),
             ));
         }
         let mut certs = Vec::with_capacity(ders.len());
@@ -155,12 +179,18 @@ impl UnverifiedChain {
     }
 
     /// The leaf's KeyDescription: `None` when the leaf has no such extension.
-    pub fn leaf_key_description(&self, limits: &KeyDescriptionLimits) -> Option<Result<KeyDescription, DerError>> {
+    pub fn leaf_key_description(
+        &self,
+        limits: &KeyDescriptionLimits,
+    ) -> Option<Result<KeyDescription, DerError>> {
         key_description(self.certs.first()?, limits)
     }
 }
 
-fn key_description(cert: &Certificate, limits: &KeyDescriptionLimits) -> Option<Result<KeyDescription, DerError>> {
+fn key_description(
+    cert: &Certificate,
+    limits: &KeyDescriptionLimits,
+) -> Option<Result<KeyDescription, DerError>> {
     let (value, offset) = cert.extension(oid::KEY_DESCRIPTION)?;
     Some(KeyDescription::parse(value, offset, limits))
 }
@@ -317,7 +347,12 @@ impl Verifier {
     }
 
     /// Parses and appraises a chain of DER certificates, leaf first.
-    pub fn appraise_der(&self, ders: Vec<Vec<u8>>, at: UnixTime, expected_challenge: Option<&[u8]>) -> Appraisal {
+    pub fn appraise_der(
+        &self,
+        ders: Vec<Vec<u8>>,
+        at: UnixTime,
+        expected_challenge: Option<&[u8]>,
+    ) -> Appraisal {
         match UnverifiedChain::from_der(ders, &self.limits) {
             Ok(chain) => self.appraise(&chain, at, expected_challenge),
             Err(rejection) => Appraisal {
@@ -334,14 +369,26 @@ impl Verifier {
 
     /// Appraises a parsed chain at the server-supplied instant `at`. With `expected_challenge`,
     /// the attested challenge must equal it.
-    pub fn appraise(&self, chain: &UnverifiedChain, at: UnixTime, expected_challenge: Option<&[u8]>) -> Appraisal {
+    pub fn appraise(
+        &self,
+        chain: &UnverifiedChain,
+        at: UnixTime,
+        expected_challenge: Option<&[u8]>,
+    ) -> Appraisal {
         let certs = chain.certificates();
         let leaf_kd = chain.leaf_key_description(&self.limits.key_description);
-        let remote = certs.iter().skip(1).any(|c| c.has_extension(oid::PROVISIONING_INFO));
+        let remote = certs
+            .iter()
+            .skip(1)
+            .any(|c| c.has_extension(oid::PROVISIONING_INFO));
         let mut summary = ChainSummary {
             length: certs.len(),
             anchor: None,
-            provisioning: if remote { Provisioning::Remote } else { Provisioning::Unknown },
+            provisioning: if remote {
+                Provisioning::Remote
+            } else {
+                Provisioning::Unknown
+            },
         };
         let key_description = leaf_kd.as_ref().and_then(|r| r.as_ref().ok()).cloned();
         let outcome = self.check(certs, leaf_kd, at, expected_challenge, &mut summary);
@@ -361,7 +408,10 @@ impl Verifier {
         summary: &mut ChainSummary,
     ) -> Result<VerifiedEvidence, Rejection> {
         let (Some(leaf), Some(last)) = (certs.first(), certs.last()) else {
-            return Err(Rejection::new(ReasonCode::MalformedEvidence, "empty certificate chain"));
+            return Err(Rejection::new(
+                ReasonCode::MalformedEvidence,
+                "empty certificate chain",
+            ));
         };
         let last_index = certs.len().saturating_sub(1);
 
@@ -378,7 +428,10 @@ impl Verifier {
             if child.issuer() != parent.subject() {
                 return Err(Rejection::new(
                     ReasonCode::InvalidTrustChain,
-                    format!("certificate {i}'s issuer is not the subject of certificate {}", i + 1),
+                    format!(
+                        "certificate {i}'s issuer is not the subject of certificate {}",
+                        i + 1
+                    ),
                 ));
             }
             let issuer = Issuer {
@@ -390,7 +443,10 @@ impl Verifier {
             self.verify_link(child, &issuer, i > 0).map_err(|e| {
                 Rejection::new(
                     ReasonCode::InvalidTrustChain,
-                    format!("certificate {i} is not signed by certificate {}: {e}", i + 1),
+                    format!(
+                        "certificate {i} is not signed by certificate {}: {e}",
+                        i + 1
+                    ),
                 )
             })?;
         }
@@ -417,7 +473,10 @@ impl Verifier {
             if enforce_expiry && at > cert.not_after() {
                 return Err(Rejection::new(
                     ReasonCode::InvalidTrustChain,
-                    format!("certificate {i} (remotely provisioned chain) expired at {}", cert.not_after()),
+                    format!(
+                        "certificate {i} (remotely provisioned chain) expired at {}",
+                        cert.not_after()
+                    ),
                 ));
             }
         }
@@ -457,7 +516,9 @@ impl Verifier {
         {
             return Err(Rejection::new(
                 ReasonCode::InvalidTrustChain,
-                format!("certificate {i} carries a KeyDescription above a CA certificate: the chain was extended"),
+                format!(
+                    "certificate {i} carries a KeyDescription above a CA certificate: the chain was extended"
+                ),
             ));
         }
         for (i, cert) in certs.iter().enumerate().take(kd_count).skip(1) {
@@ -500,7 +561,12 @@ impl Verifier {
             ));
         }
         if let Some(expected) = expected_challenge {
-            if aws_lc_rs::constant_time::verify_slices_are_equal(expected, &kd.attestation_challenge).is_err() {
+            if aws_lc_rs::constant_time::verify_slices_are_equal(
+                expected,
+                &kd.attestation_challenge,
+            )
+            .is_err()
+            {
                 return Err(Rejection::new(
                     ReasonCode::ReplayAttempt,
                     "the attested challenge is not the expected one",
@@ -518,7 +584,11 @@ impl Verifier {
 
     /// Finds the anchor: the last certificate's key is pinned (root included), or the last
     /// certificate is signed by a pinned key (root omitted).
-    fn find_anchor(&self, last: &Certificate, last_index: usize) -> Result<(AnchorId, bool), Rejection> {
+    fn find_anchor(
+        &self,
+        last: &Certificate,
+        last_index: usize,
+    ) -> Result<(AnchorId, bool), Rejection> {
         if let Some(a) = self.anchors.by_spki(last.spki()) {
             return Ok((a.id.clone(), true));
         }
@@ -535,17 +605,29 @@ impl Verifier {
             }
         }
         let fp = anchors::sha256_hex(last.spki());
-        let detail = if fp == anchors::AOSP_SOFTWARE_EC_SPKI_SHA256 || fp == anchors::AOSP_SOFTWARE_RSA_SPKI_SHA256 {
-            "the chain ends at the AOSP software attestation root, which is never trusted".to_owned()
+        let detail = if fp == anchors::AOSP_SOFTWARE_EC_SPKI_SHA256
+            || fp == anchors::AOSP_SOFTWARE_RSA_SPKI_SHA256
+        {
+            "the chain ends at the AOSP software attestation root, which is never trusted"
+                .to_owned()
         } else if let Some(e) = signature_failure {
-            format!("certificate {last_index} names a trusted root as issuer but is not signed by it: {e}")
+            format!(
+                "certificate {last_index} names a trusted root as issuer but is not signed by it: {e}"
+            )
         } else {
-            format!("the chain does not end at a trusted root (last certificate's key SHA-256 {fp})")
+            format!(
+                "the chain does not end at a trusted root (last certificate's key SHA-256 {fp})"
+            )
         };
         Err(Rejection::new(ReasonCode::InvalidTrustChain, detail))
     }
 
-    fn verify_link(&self, child: &Certificate, issuer: &Issuer<'_>, cacheable: bool) -> Result<(), sig::SignatureError> {
+    fn verify_link(
+        &self,
+        child: &Certificate,
+        issuer: &Issuer<'_>,
+        cacheable: bool,
+    ) -> Result<(), sig::SignatureError> {
         let cache = self.cache.as_ref().filter(|_| cacheable);
         let key = cache.map(|_| LinkCache::key(child.der(), issuer.spki));
         if let (Some(c), Some(k)) = (cache, &key) {
@@ -569,8 +651,14 @@ impl Verifier {
 
 /// An ATTEST_KEY record above the leaf must describe a hardware attestation key of the same
 /// device state: purpose ATTEST_KEY, the same security levels and the same root of trust.
-fn check_attest_key_record(leaf: &KeyDescription, record: &KeyDescription) -> Result<(), &'static str> {
-    let purposes = record.hardware_enforced.int_set(tag::PURPOSE).unwrap_or_default();
+fn check_attest_key_record(
+    leaf: &KeyDescription,
+    record: &KeyDescription,
+) -> Result<(), &'static str> {
+    let purposes = record
+        .hardware_enforced
+        .int_set(tag::PURPOSE)
+        .unwrap_or_default();
     if !purposes.contains(&tag::PURPOSE_ATTEST_KEY) {
         return Err("its key's purposes do not include ATTEST_KEY");
     }

@@ -6,7 +6,9 @@
 //! is always software-enforced on real devices (Android fills it in), which is why it lives
 //! there too.
 
-use crate::keydesc::{AttestationApplicationId, AttestationIds, KeyDescription, RootOfTrust, SecurityLevel, tag};
+use crate::keydesc::{
+    AttestationApplicationId, AttestationIds, KeyDescription, RootOfTrust, SecurityLevel, tag,
+};
 
 /// A patch level as attested: `YYYYMM` or `YYYYMMDD` (day `00` seen on real devices).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +25,8 @@ impl PatchLevel {
             _ => return None,
         };
         let day_ok = raw < 1_000_000 || (0..=31).contains(&(raw % 100));
-        ((1970..=9999).contains(&year) && (1..=12).contains(&month) && day_ok).then_some(PatchLevel { raw })
+        ((1970..=9999).contains(&year) && (1..=12).contains(&month) && day_ok)
+            .then_some(PatchLevel { raw })
     }
 
     /// The value as the device sent it.
@@ -33,12 +36,20 @@ impl PatchLevel {
 
     /// `YYYYMM`.
     pub fn year_month(self) -> i64 {
-        if self.raw < 1_000_000 { self.raw } else { self.raw / 100 }
+        if self.raw < 1_000_000 {
+            self.raw
+        } else {
+            self.raw / 100
+        }
     }
 
     /// `YYYYMMDD`, with a missing day taken as `00` (the earliest day of that month).
     pub fn year_month_day(self) -> i64 {
-        if self.raw < 1_000_000 { self.raw * 100 } else { self.raw }
+        if self.raw < 1_000_000 {
+            self.raw * 100
+        } else {
+            self.raw
+        }
     }
 }
 
@@ -97,7 +108,10 @@ impl Claims {
             os_patch_level: hw.os_patch_level().and_then(PatchLevel::new),
             vendor_patch_level: hw.vendor_patch_level().and_then(PatchLevel::new),
             boot_patch_level: hw.boot_patch_level().and_then(PatchLevel::new),
-            purposes: hw.int_set(tag::PURPOSE).map(<[i64]>::to_vec).unwrap_or_default(),
+            purposes: hw
+                .int_set(tag::PURPOSE)
+                .map(<[i64]>::to_vec)
+                .unwrap_or_default(),
             origin: hw.int(tag::ORIGIN),
             attestation_ids: hw.attestation_ids().clone(),
             software_enforced: SoftwareEnforced {

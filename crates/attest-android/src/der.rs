@@ -175,7 +175,12 @@ impl<'a> Tlv<'a> {
     }
 
     /// Requires a specific tag.
-    pub fn expect(self, tag: Tag, expected: &'static str, field: &str) -> Result<Tlv<'a>, DerError> {
+    pub fn expect(
+        self,
+        tag: Tag,
+        expected: &'static str,
+        field: &str,
+    ) -> Result<Tlv<'a>, DerError> {
         if self.tag == tag {
             Ok(self)
         } else {
@@ -193,7 +198,10 @@ impl<'a> Tlv<'a> {
     pub fn i64(&self, field: &str) -> Result<i64, DerError> {
         let v = integer_bytes(self, field)?;
         if v.len() > 8 {
-            return Err(self.error(field, DerErrorKind::BadValue("integer does not fit in 64 bits")));
+            return Err(self.error(
+                field,
+                DerErrorKind::BadValue("integer does not fit in 64 bits"),
+            ));
         }
         let negative = v.first().is_some_and(|b| b & 0x80 != 0);
         let mut out: i64 = if negative { -1 } else { 0 };
@@ -342,10 +350,8 @@ impl<'a> Reader<'a> {
             .checked_add(len)
             .filter(|end| *end <= self.data.len())
             .ok_or_else(|| self.err(len_at, field, DerErrorKind::Truncated))?;
-        let (Some(value), Some(raw)) = (
-            self.data.get(value_start..end),
-            self.data.get(start..end),
-        ) else {
+        let (Some(value), Some(raw)) = (self.data.get(value_start..end), self.data.get(start..end))
+        else {
             return Err(self.err(len_at, field, DerErrorKind::Truncated));
         };
         self.pos = end;
@@ -363,7 +369,12 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads the next element and requires its tag.
-    pub fn read(&mut self, tag: Tag, expected: &'static str, field: &str) -> Result<Tlv<'a>, DerError> {
+    pub fn read(
+        &mut self,
+        tag: Tag,
+        expected: &'static str,
+        field: &str,
+    ) -> Result<Tlv<'a>, DerError> {
         self.read_any(field)?.expect(tag, expected, field)
     }
 
@@ -568,24 +579,39 @@ mod tests {
     #[test]
     fn rejects_malformed_headers_with_offsets() {
         assert_eq!(kind(&[0x30]), DerErrorKind::Truncated);
-        assert_eq!(kind(&[0x30, 0x80, 0x00, 0x00]), DerErrorKind::IndefiniteLength);
-        assert_eq!(kind(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5]), DerErrorKind::NonMinimal);
+        assert_eq!(
+            kind(&[0x30, 0x80, 0x00, 0x00]),
+            DerErrorKind::IndefiniteLength
+        );
+        assert_eq!(
+            kind(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5]),
+            DerErrorKind::NonMinimal
+        );
         assert_eq!(kind(&[0x04, 0x82, 0x00, 0x80]), DerErrorKind::NonMinimal);
         assert_eq!(kind(&[0x04, 0x85, 1, 0, 0, 0, 0]), DerErrorKind::TooLarge);
         assert_eq!(kind(&[0x04, 0x03, 1, 2]), DerErrorKind::Truncated);
         assert_eq!(kind(&[0xbf, 0x80, 0x01, 0x00]), DerErrorKind::NonMinimal);
         assert_eq!(kind(&[0xbf, 0x1e, 0x00]), DerErrorKind::NonMinimal);
-        assert_eq!(kind(&[0xbf, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x00]), DerErrorKind::TooLarge);
+        assert_eq!(
+            kind(&[0xbf, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x00]),
+            DerErrorKind::TooLarge
+        );
 
         let e = parse_single(&[0x05, 0x00, 0x00], 40, Tag::NULL, "NULL", "f").unwrap_err();
         assert_eq!((e.kind, e.offset), (DerErrorKind::TrailingBytes, 42));
-        let e = Reader::with_base(&[0x04, 0x05, 1], 10).read_any("a.b").unwrap_err();
+        let e = Reader::with_base(&[0x04, 0x05, 1], 10)
+            .read_any("a.b")
+            .unwrap_err();
         assert_eq!(e.to_string(), "a.b at byte 11: truncated");
     }
 
     #[test]
     fn rejects_non_minimal_integers() {
-        for bad in [&[0x02, 0x02, 0x00, 0x01][..], &[0x02, 0x02, 0xff, 0x80], &[0x02, 0x00]] {
+        for bad in [
+            &[0x02, 0x02, 0x00, 0x01][..],
+            &[0x02, 0x02, 0xff, 0x80],
+            &[0x02, 0x00],
+        ] {
             let t = parse_single(bad, 0, Tag::INTEGER, "INTEGER", "x").unwrap();
             assert!(t.i64("x").is_err());
         }
@@ -596,7 +622,11 @@ mod tests {
 
     #[test]
     fn booleans_accept_ber_true() {
-        for (bytes, want) in [([0x01, 0x01, 0xff], true), ([0x01, 0x01, 0x01], true), ([0x01, 0x01, 0x00], false)] {
+        for (bytes, want) in [
+            ([0x01, 0x01, 0xff], true),
+            ([0x01, 0x01, 0x01], true),
+            ([0x01, 0x01, 0x00], false),
+        ] {
             let t = parse_single(&bytes, 0, Tag::BOOLEAN, "BOOLEAN", "x").unwrap();
             assert_eq!(t.boolean("x").unwrap(), want);
         }

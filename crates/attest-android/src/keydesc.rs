@@ -256,7 +256,10 @@ pub mod tag {
 
 /// The name of a known tag (`osVersion`), or `None`.
 pub fn tag_name(tag: u32) -> Option<&'static str> {
-    KNOWN_TAGS.iter().find(|(t, _, _)| *t == tag).map(|(_, n, _)| *n)
+    KNOWN_TAGS
+        .iter()
+        .find(|(t, _, _)| *t == tag)
+        .map(|(_, n, _)| *n)
 }
 
 /// An `AuthorizationList`: tag/value entries in the order received (which the parser requires
@@ -362,7 +365,11 @@ pub struct KeyDescription {
 impl KeyDescription {
     /// Parses the extension value. `base` is the value's offset inside its certificate, so
     /// error offsets point into the certificate.
-    pub fn parse(value: &[u8], base: usize, limits: &KeyDescriptionLimits) -> Result<KeyDescription, DerError> {
+    pub fn parse(
+        value: &[u8],
+        base: usize,
+        limits: &KeyDescriptionLimits,
+    ) -> Result<KeyDescription, DerError> {
         if value.len() > limits.max_bytes {
             return Err(DerError {
                 field: "KeyDescription".to_owned(),
@@ -376,13 +383,17 @@ impl KeyDescription {
         let attestation_version = r
             .read(Tag::INTEGER, "INTEGER", "KeyDescription.attestationVersion")?
             .i64("KeyDescription.attestationVersion")?;
-        let attestation_security_level =
-            security_level(&r.read_any("KeyDescription.attestationSecurityLevel")?, "KeyDescription.attestationSecurityLevel")?;
+        let attestation_security_level = security_level(
+            &r.read_any("KeyDescription.attestationSecurityLevel")?,
+            "KeyDescription.attestationSecurityLevel",
+        )?;
         let keymint_version = r
             .read(Tag::INTEGER, "INTEGER", "KeyDescription.keyMintVersion")?
             .i64("KeyDescription.keyMintVersion")?;
-        let keymint_security_level =
-            security_level(&r.read_any("KeyDescription.keyMintSecurityLevel")?, "KeyDescription.keyMintSecurityLevel")?;
+        let keymint_security_level = security_level(
+            &r.read_any("KeyDescription.keyMintSecurityLevel")?,
+            "KeyDescription.keyMintSecurityLevel",
+        )?;
         let challenge = p.octets(&mut r, "KeyDescription.attestationChallenge")?;
         let unique_id = p.octets(&mut r, "KeyDescription.uniqueId")?;
         let software_enforced = p.authorization_list(&mut r, "KeyDescription.softwareEnforced")?;
@@ -409,7 +420,9 @@ impl KeyDescription {
 }
 
 fn security_level(tlv: &Tlv<'_>, field: &str) -> Result<SecurityLevel, DerError> {
-    let v = tlv.expect(Tag::ENUMERATED, "ENUMERATED", field)?.i64(field)?;
+    let v = tlv
+        .expect(Tag::ENUMERATED, "ENUMERATED", field)?
+        .i64(field)?;
     match v {
         0 => Ok(SecurityLevel::Software),
         1 => Ok(SecurityLevel::TrustedEnvironment),
@@ -431,14 +444,18 @@ impl Parser<'_> {
     fn octets_of<'a>(&self, t: &Tlv<'a>, field: &str) -> Result<&'a [u8], DerError> {
         let t = t.expect(Tag::OCTET_STRING, "OCTET STRING", field)?;
         if t.value.len() > self.limits.max_octets {
-            return Err(t.error(field, DerErrorKind::LimitExceeded("OCTET STRING longer than the limit")));
+            return Err(t.error(
+                field,
+                DerErrorKind::LimitExceeded("OCTET STRING longer than the limit"),
+            ));
         }
         Ok(t.value)
     }
 
     fn utf8(&self, t: &Tlv<'_>, field: &str) -> Result<String, DerError> {
         let bytes = self.octets_of(t, field)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| t.error(field, DerErrorKind::BadValue("not UTF-8")))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| t.error(field, DerErrorKind::BadValue("not UTF-8")))
     }
 
     fn int_set(&self, t: &Tlv<'_>, field: &str) -> Result<Vec<i64>, DerError> {
@@ -448,14 +465,21 @@ impl Parser<'_> {
         // Elements are accepted in any order: 88 of 277 real chains send unsorted sets.
         while !r.is_empty() {
             if out.len() >= self.limits.max_set_elements {
-                return Err(set.error(field, DerErrorKind::LimitExceeded("too many SET OF elements")));
+                return Err(set.error(
+                    field,
+                    DerErrorKind::LimitExceeded("too many SET OF elements"),
+                ));
             }
             out.push(r.read(Tag::INTEGER, "INTEGER", field)?.i64(field)?);
         }
         Ok(out)
     }
 
-    fn authorization_list(&self, r: &mut Reader<'_>, field: &str) -> Result<AuthorizationList, DerError> {
+    fn authorization_list(
+        &self,
+        r: &mut Reader<'_>,
+        field: &str,
+    ) -> Result<AuthorizationList, DerError> {
         let seq = r.read(Tag::SEQUENCE, "AuthorizationList", field)?;
         let mut items = seq.reader();
         let mut list = AuthorizationList::default();
@@ -479,23 +503,40 @@ impl Parser<'_> {
             }
             match last {
                 Some(prev) if prev == number => {
-                    return Err(item.error(&f, DerErrorKind::Duplicate(format!("tag {number} ({name})"))));
+                    return Err(item.error(
+                        &f,
+                        DerErrorKind::Duplicate(format!("tag {number} ({name})")),
+                    ));
                 }
                 Some(prev) if prev > number => {
                     // The schema requires ascending order; only an edited record breaks it.
-                    return Err(item.error(&f, DerErrorKind::BadValue("tags not in ascending order")));
+                    return Err(
+                        item.error(&f, DerErrorKind::BadValue("tags not in ascending order"))
+                    );
                 }
                 _ => {}
             }
             last = Some(number);
-            let inner = der::parse_single(item.value, item.value_offset, any_tag(item.value), "one value", &f)?;
+            let inner = der::parse_single(
+                item.value,
+                item.value_offset,
+                any_tag(item.value),
+                "one value",
+                &f,
+            )?;
             let value = self.value(number, &inner, &f, &mut list.ids)?;
             list.entries.push((number, value));
         }
         Ok(list)
     }
 
-    fn value(&self, number: u32, t: &Tlv<'_>, f: &str, ids: &mut AttestationIds) -> Result<AuthValue, DerError> {
+    fn value(
+        &self,
+        number: u32,
+        t: &Tlv<'_>,
+        f: &str,
+        ids: &mut AttestationIds,
+    ) -> Result<AuthValue, DerError> {
         let Some((_, _, kind)) = KNOWN_TAGS.iter().find(|(n, _, _)| *n == number) else {
             return Ok(AuthValue::Unknown(t.raw.to_vec()));
         };
@@ -540,7 +581,9 @@ impl Parser<'_> {
     fn root_of_trust(&self, t: &Tlv<'_>, f: &str) -> Result<RootOfTrust, DerError> {
         let seq = t.expect(Tag::SEQUENCE, "RootOfTrust", f)?;
         let mut r = seq.reader();
-        let verified_boot_key = self.octets(&mut r, &format!("{f}.verifiedBootKey"))?.to_vec();
+        let verified_boot_key = self
+            .octets(&mut r, &format!("{f}.verifiedBootKey"))?
+            .to_vec();
         let device_locked = r
             .read(Tag::BOOLEAN, "BOOLEAN", &format!("{f}.deviceLocked"))?
             .boolean(&format!("{f}.deviceLocked"))?;
@@ -551,14 +594,22 @@ impl Parser<'_> {
             1 => VerifiedBootState::SelfSigned,
             2 => VerifiedBootState::Unverified,
             3 => VerifiedBootState::Failed,
-            _ => return Err(state.error(&state_field, DerErrorKind::BadValue("unknown VerifiedBootState"))),
+            _ => {
+                return Err(state.error(
+                    &state_field,
+                    DerErrorKind::BadValue("unknown VerifiedBootState"),
+                ));
+            }
         };
         // The hash was defined from attestationVersion 3, but a Poco F1 at version 2 sends it:
         // accept 3 or 4 elements whatever the version.
         let verified_boot_hash = if r.is_empty() {
             None
         } else {
-            Some(self.octets(&mut r, &format!("{f}.verifiedBootHash"))?.to_vec())
+            Some(
+                self.octets(&mut r, &format!("{f}.verifiedBootHash"))?
+                    .to_vec(),
+            )
         };
         r.finish(f)?;
         Ok(RootOfTrust {
@@ -571,7 +622,13 @@ impl Parser<'_> {
 
     fn application_id(&self, t: &Tlv<'_>, f: &str) -> Result<AttestationApplicationId, DerError> {
         let wrapped = self.octets_of(t, f)?;
-        let seq = der::parse_single(wrapped, t.value_offset, Tag::SEQUENCE, "AttestationApplicationId", f)?;
+        let seq = der::parse_single(
+            wrapped,
+            t.value_offset,
+            Tag::SEQUENCE,
+            "AttestationApplicationId",
+            f,
+        )?;
         let mut r = seq.reader();
         let pf = format!("{f}.packageInfos");
         let infos = r.read(Tag::SET, "SET OF AttestationPackageInfo", &pf)?;
@@ -586,7 +643,11 @@ impl Parser<'_> {
             }
             let info = pr.read(Tag::SEQUENCE, "AttestationPackageInfo", &pf)?;
             let mut ir = info.reader();
-            let name_tlv = ir.read(Tag::OCTET_STRING, "OCTET STRING", &format!("{pf}.packageName"))?;
+            let name_tlv = ir.read(
+                Tag::OCTET_STRING,
+                "OCTET STRING",
+                &format!("{pf}.packageName"),
+            )?;
             let name = self.utf8(&name_tlv, &format!("{pf}.packageName"))?;
             let version = ir
                 .read(Tag::INTEGER, "INTEGER", &format!("{pf}.version"))?
@@ -598,7 +659,10 @@ impl Parser<'_> {
         let mut dr = digests.reader();
         while !dr.is_empty() {
             if signature_digests.len() >= self.limits.max_set_elements {
-                return Err(digests.error(&df, DerErrorKind::LimitExceeded("too many signature digests")));
+                return Err(digests.error(
+                    &df,
+                    DerErrorKind::LimitExceeded("too many signature digests"),
+                ));
             }
             signature_digests.push(self.octets(&mut dr, &df)?.to_vec());
         }

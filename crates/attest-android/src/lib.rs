@@ -44,7 +44,9 @@ pub use keydesc::{
     KeyDescriptionLimits, PackageInfo, RootOfTrust, SecurityLevel, VerifiedBootState, tag,
     tag_name,
 };
-pub use revocation::{CertificateStatus, Listing, MAX_STATUS_LIST_BYTES, StatusList, StatusListError};
+pub use revocation::{
+    CertificateStatus, Listing, MAX_STATUS_LIST_BYTES, StatusList, StatusListError,
+};
 pub use sig::SignatureError;
 pub use x509::{Certificate, Curve, KeyAlgorithm, SignatureAlgorithm};
 
@@ -55,11 +57,11 @@ pub mod oids {
 
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
     }
     s
 }

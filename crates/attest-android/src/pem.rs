@@ -35,7 +35,9 @@ pub fn parse_certificates(text: &str) -> Result<Vec<Vec<u8>>, PemError> {
             return Err(PemError::TooMany);
         }
         let body_and_more = rest.get(start + BEGIN.len()..).unwrap_or_default();
-        let end = body_and_more.find(END).ok_or(PemError::Unterminated(index))?;
+        let end = body_and_more
+            .find(END)
+            .ok_or(PemError::Unterminated(index))?;
         let body: String = body_and_more
             .get(..end)
             .unwrap_or_default()
@@ -81,8 +83,14 @@ mod tests {
         let text = format!("junk\n{}trailer", encode_certificates(&ders));
         assert_eq!(parse_certificates(&text).unwrap(), ders);
         assert_eq!(parse_certificates("nothing"), Err(PemError::Empty));
-        assert_eq!(parse_certificates(&format!("{BEGIN}\nAAAA")), Err(PemError::Unterminated(0)));
-        assert_eq!(parse_certificates(&format!("{BEGIN}\n!!\n{END}")), Err(PemError::BadBase64(0)));
+        assert_eq!(
+            parse_certificates(&format!("{BEGIN}\nAAAA")),
+            Err(PemError::Unterminated(0))
+        );
+        assert_eq!(
+            parse_certificates(&format!("{BEGIN}\n!!\n{END}")),
+            Err(PemError::BadBase64(0))
+        );
         let many = encode_certificates(&vec![vec![1u8]; MAX_PEM_CERTIFICATES + 1]);
         assert_eq!(parse_certificates(&many), Err(PemError::TooMany));
     }

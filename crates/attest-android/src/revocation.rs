@@ -84,7 +84,11 @@ pub struct StatusList {
 fn normalise(serial: &str) -> String {
     let lower = serial.to_ascii_lowercase();
     let trimmed = lower.trim_start_matches('0');
-    if trimmed.is_empty() { "0".to_owned() } else { trimmed.to_owned() }
+    if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
 }
 
 impl StatusList {
@@ -100,7 +104,13 @@ impl StatusList {
             if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(StatusListError::BadSerial(serial));
             }
-            entries.insert(normalise(&serial), Listing { status: e.status, reason: e.reason });
+            entries.insert(
+                normalise(&serial),
+                Listing {
+                    status: e.status,
+                    reason: e.reason,
+                },
+            );
         }
         Ok(StatusList { entries })
     }
@@ -134,8 +144,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(list.len(), 2);
-        assert_eq!(list.lookup("2C8CDDDFD5E03BFC").unwrap().status, CertificateStatus::Revoked);
-        assert_eq!(list.lookup("c8966fcb2fbe0d").unwrap().status, CertificateStatus::Suspended);
+        assert_eq!(
+            list.lookup("2C8CDDDFD5E03BFC").unwrap().status,
+            CertificateStatus::Revoked
+        );
+        assert_eq!(
+            list.lookup("c8966fcb2fbe0d").unwrap().status,
+            CertificateStatus::Suspended
+        );
         assert_eq!(list.lookup("1"), None);
     }
 
@@ -149,7 +165,11 @@ mod tests {
             br#"[]"#,
             b"",
         ] {
-            assert!(StatusList::from_json(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                StatusList::from_json(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -15,7 +15,10 @@ pub enum SignatureError {
     Invalid,
 }
 
-fn algorithm(key: KeyAlgorithm, sig: SignatureAlgorithm) -> Option<&'static dyn VerificationAlgorithm> {
+fn algorithm(
+    key: KeyAlgorithm,
+    sig: SignatureAlgorithm,
+) -> Option<&'static dyn VerificationAlgorithm> {
     use SignatureAlgorithm as S;
     // RSA keys below 2048 bits are refused by these parameter sets; only the AOSP software root
     // uses RSA-1024, and it is never trusted anyway.
@@ -46,8 +49,10 @@ pub fn verify(
     message: &[u8],
     sig: &[u8],
 ) -> Result<(), SignatureError> {
-    let alg = algorithm(key_algorithm, signature_algorithm)
-        .ok_or(SignatureError::Unsupported(key_algorithm, signature_algorithm))?;
+    let alg = algorithm(key_algorithm, signature_algorithm).ok_or(SignatureError::Unsupported(
+        key_algorithm,
+        signature_algorithm,
+    ))?;
     UnparsedPublicKey::new(alg, public_key)
         .verify(message, sig)
         .map_err(|_| SignatureError::Invalid)

@@ -14,7 +14,8 @@ use crate::der::{self, DerError, DerErrorKind, Tag, Tlv};
 /// Object identifier content octets we look for.
 pub(crate) mod oid {
     /// 1.3.6.1.4.1.11129.2.1.17, the Android KeyDescription (key attestation) extension.
-    pub const KEY_DESCRIPTION: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0xd6, 0x79, 0x02, 0x01, 0x11];
+    pub const KEY_DESCRIPTION: &[u8] =
+        &[0x2b, 0x06, 0x01, 0x04, 0x01, 0xd6, 0x79, 0x02, 0x01, 0x11];
     /// 1.3.6.1.4.1.11129.2.1.30, the remote key provisioning info extension.
     pub const PROVISIONING_INFO: &[u8] =
         &[0x2b, 0x06, 0x01, 0x04, 0x01, 0xd6, 0x79, 0x02, 0x01, 0x1e];
@@ -156,7 +157,11 @@ impl Certificate {
     pub fn serial_hex(&self) -> String {
         let hex = crate::hex(self.serial());
         let trimmed = hex.trim_start_matches('0');
-        if trimmed.is_empty() { "0".to_owned() } else { trimmed.to_owned() }
+        if trimmed.is_empty() {
+            "0".to_owned()
+        } else {
+            trimmed.to_owned()
+        }
     }
     /// The issuer Name, encoded as received.
     pub fn issuer(&self) -> &[u8] {
@@ -210,7 +215,11 @@ fn parse(der: &[u8]) -> Result<Certificate, DerError> {
     let cert = der::parse_single(der, 0, Tag::SEQUENCE, "SEQUENCE", "Certificate")?;
     let mut c = cert.reader();
     let tbs = c.read(Tag::SEQUENCE, "SEQUENCE", "Certificate.tbsCertificate")?;
-    let outer_alg = c.read(Tag::SEQUENCE, "AlgorithmIdentifier", "Certificate.signatureAlgorithm")?;
+    let outer_alg = c.read(
+        Tag::SEQUENCE,
+        "AlgorithmIdentifier",
+        "Certificate.signatureAlgorithm",
+    )?;
     let sig = c.read(Tag::BIT_STRING, "BIT STRING", "Certificate.signatureValue")?;
     c.finish("Certificate")?;
     let signature_algorithm = signature_algorithm(&outer_alg, "Certificate.signatureAlgorithm")?;
@@ -220,18 +229,34 @@ fn parse(der: &[u8]) -> Result<Certificate, DerError> {
     const F: &str = "tbsCertificate";
     let mut version = 0;
     if let Some(v) = t.read_optional(Tag::context(0), "tbsCertificate.version")? {
-        let inner = der::parse_single(v.value, v.value_offset, Tag::INTEGER, "INTEGER", "tbsCertificate.version")?;
+        let inner = der::parse_single(
+            v.value,
+            v.value_offset,
+            Tag::INTEGER,
+            "INTEGER",
+            "tbsCertificate.version",
+        )?;
         version = inner.i64("tbsCertificate.version")?;
         if !(0..=2).contains(&version) {
-            return Err(inner.error("tbsCertificate.version", DerErrorKind::BadValue("unknown version")));
+            return Err(inner.error(
+                "tbsCertificate.version",
+                DerErrorKind::BadValue("unknown version"),
+            ));
         }
     }
     let serial = t.read(Tag::INTEGER, "INTEGER", "tbsCertificate.serialNumber")?;
     der::integer_bytes(&serial, "tbsCertificate.serialNumber")?;
     if serial.value.len() > 32 {
-        return Err(serial.error("tbsCertificate.serialNumber", DerErrorKind::LimitExceeded("serial longer than 32 octets")));
+        return Err(serial.error(
+            "tbsCertificate.serialNumber",
+            DerErrorKind::LimitExceeded("serial longer than 32 octets"),
+        ));
     }
-    let inner_alg = t.read(Tag::SEQUENCE, "AlgorithmIdentifier", "tbsCertificate.signature")?;
+    let inner_alg = t.read(
+        Tag::SEQUENCE,
+        "AlgorithmIdentifier",
+        "tbsCertificate.signature",
+    )?;
     if inner_alg.raw != outer_alg.raw {
         // RFC 5280 4.1.1.2: the two must be identical; a mismatch only comes from tampering.
         return Err(inner_alg.error(
@@ -242,22 +267,47 @@ fn parse(der: &[u8]) -> Result<Certificate, DerError> {
     let issuer = t.read(Tag::SEQUENCE, "Name", "tbsCertificate.issuer")?;
     let validity = t.read(Tag::SEQUENCE, "SEQUENCE", "tbsCertificate.validity")?;
     let mut v = validity.reader();
-    let not_before = time(&v.read_any("tbsCertificate.validity.notBefore")?, "tbsCertificate.validity.notBefore")?;
-    let not_after = time(&v.read_any("tbsCertificate.validity.notAfter")?, "tbsCertificate.validity.notAfter")?;
+    let not_before = time(
+        &v.read_any("tbsCertificate.validity.notBefore")?,
+        "tbsCertificate.validity.notBefore",
+    )?;
+    let not_after = time(
+        &v.read_any("tbsCertificate.validity.notAfter")?,
+        "tbsCertificate.validity.notAfter",
+    )?;
     v.finish("tbsCertificate.validity")?;
     let subject = t.read(Tag::SEQUENCE, "Name", "tbsCertificate.subject")?;
-    let spki = t.read(Tag::SEQUENCE, "SubjectPublicKeyInfo", "tbsCertificate.subjectPublicKeyInfo")?;
+    let spki = t.read(
+        Tag::SEQUENCE,
+        "SubjectPublicKeyInfo",
+        "tbsCertificate.subjectPublicKeyInfo",
+    )?;
     let (key_algorithm, public_key) = subject_public_key(&spki)?;
-    let issuer_uid = Tag { constructed: false, ..Tag::context(1) };
-    let subject_uid = Tag { constructed: false, ..Tag::context(2) };
+    let issuer_uid = Tag {
+        constructed: false,
+        ..Tag::context(1)
+    };
+    let subject_uid = Tag {
+        constructed: false,
+        ..Tag::context(2)
+    };
     t.read_optional(issuer_uid, "tbsCertificate.issuerUniqueID")?;
     t.read_optional(subject_uid, "tbsCertificate.subjectUniqueID")?;
     let mut extensions = Vec::new();
     if let Some(exts) = t.read_optional(Tag::context(3), "tbsCertificate.extensions")? {
         if version != 2 {
-            return Err(exts.error("tbsCertificate.extensions", DerErrorKind::BadValue("extensions in a certificate before v3")));
+            return Err(exts.error(
+                "tbsCertificate.extensions",
+                DerErrorKind::BadValue("extensions in a certificate before v3"),
+            ));
         }
-        let list = der::parse_single(exts.value, exts.value_offset, Tag::SEQUENCE, "SEQUENCE", "tbsCertificate.extensions")?;
+        let list = der::parse_single(
+            exts.value,
+            exts.value_offset,
+            Tag::SEQUENCE,
+            "SEQUENCE",
+            "tbsCertificate.extensions",
+        )?;
         let mut r = list.reader();
         while !r.is_empty() {
             if extensions.len() >= MAX_EXTENSIONS {
@@ -267,7 +317,11 @@ fn parse(der: &[u8]) -> Result<Certificate, DerError> {
                     kind: DerErrorKind::LimitExceeded("more than 32 extensions"),
                 });
             }
-            let ext = r.read(Tag::SEQUENCE, "Extension", "tbsCertificate.extensions.Extension")?;
+            let ext = r.read(
+                Tag::SEQUENCE,
+                "Extension",
+                "tbsCertificate.extensions.Extension",
+            )?;
             let mut e = ext.reader();
             let oid = e.read(Tag::OID, "OBJECT IDENTIFIER", "Extension.extnID")?;
             let critical = match e.read_optional(Tag::BOOLEAN, "Extension.critical")? {
@@ -312,7 +366,9 @@ fn parse(der: &[u8]) -> Result<Certificate, DerError> {
 
 fn bit_string(tlv: &Tlv<'_>, field: &str) -> Result<Range<usize>, DerError> {
     match tlv.value.first() {
-        Some(0) => Ok(tlv.value_offset.saturating_add(1)..tlv.value_offset.saturating_add(tlv.value.len())),
+        Some(0) => Ok(
+            tlv.value_offset.saturating_add(1)..tlv.value_offset.saturating_add(tlv.value.len())
+        ),
         _ => Err(tlv.error(field, DerErrorKind::BadValue("BIT STRING with unused bits"))),
     }
 }
@@ -367,7 +423,14 @@ fn subject_public_key(spki: &Tlv<'_>) -> Result<(KeyAlgorithm, Range<usize>), De
 
 /// Splits a standalone SubjectPublicKeyInfo into its algorithm and key octets.
 pub(crate) fn split_spki(spki: &[u8]) -> Option<(KeyAlgorithm, Vec<u8>)> {
-    let tlv = der::parse_single(spki, 0, Tag::SEQUENCE, "SubjectPublicKeyInfo", "SubjectPublicKeyInfo").ok()?;
+    let tlv = der::parse_single(
+        spki,
+        0,
+        Tag::SEQUENCE,
+        "SubjectPublicKeyInfo",
+        "SubjectPublicKeyInfo",
+    )
+    .ok()?;
     let (algorithm, key) = subject_public_key(&tlv).ok()?;
     Some((algorithm, spki.get(key)?.to_vec()))
 }
@@ -378,7 +441,12 @@ fn time(tlv: &Tlv<'_>, field: &str) -> Result<UnixTime, DerError> {
             b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
         })
     };
-    let bad = || tlv.error(field, DerErrorKind::BadValue("not a valid UTCTime/GeneralizedTime"));
+    let bad = || {
+        tlv.error(
+            field,
+            DerErrorKind::BadValue("not a valid UTCTime/GeneralizedTime"),
+        )
+    };
     let (year, rest) = match (tlv.tag, tlv.value.len()) {
         (t, 13) if t == Tag::UTC_TIME => {
             let yy = digits(tlv.value.get(..2).ok_or_else(bad)?).ok_or_else(bad)?;

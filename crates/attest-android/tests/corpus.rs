@@ -7,11 +7,19 @@
 //! folder named by `ENIGM_VECTORS`). Without it the test says that it was skipped, except under
 //! `CI=true`, where a missing corpus fails.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use attest_android::{
-    AuthValue, KeyDescription, SecurityLevel, TrustAnchors, Verifier, VerifiedBootState, hex, pem, tag,
+    AuthValue, KeyDescription, SecurityLevel, TrustAnchors, VerifiedBootState, Verifier, hex, pem,
+    tag,
 };
 use attest_core::{ReasonCode, UnixTime};
 use serde_json::Value;
@@ -19,7 +27,8 @@ use serde_json::Value;
 fn corpus_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os("ENIGM_VECTORS") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/android-key-attestation"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/vectors/android-key-attestation"),
     };
     if dir.join("index.json").is_file() {
         return Some(dir);
@@ -29,7 +38,10 @@ fn corpus_dir() -> Option<PathBuf> {
         "corpus missing at {} and CI=true: the corpus test must run in CI",
         dir.display()
     );
-    eprintln!("SKIPPED: corpus not found at {} (set ENIGM_VECTORS)", dir.display());
+    eprintln!(
+        "SKIPPED: corpus not found at {} (set ENIGM_VECTORS)",
+        dir.display()
+    );
     None
 }
 
@@ -46,7 +58,10 @@ fn exceptions() -> BTreeMap<String, Exception> {
         .unwrap()
         .iter()
         .map(|e| {
-            assert!(e["why"].as_str().is_some_and(|w| w.len() > 20), "every exception says why: {e}");
+            assert!(
+                e["why"].as_str().is_some_and(|w| w.len() > 20),
+                "every exception says why: {e}"
+            );
             (
                 e["file"].as_str().unwrap().to_owned(),
                 Exception {
@@ -63,10 +78,17 @@ fn exceptions() -> BTreeMap<String, Exception> {
 /// else the capture date its source recorded, else the start of its CA validity window.
 fn verification_time(e: &Value) -> UnixTime {
     let plausible = |t: &UnixTime| (1_420_070_400..4_102_444_800).contains(&t.as_secs());
-    if let Some(t) = e["creationDateTime"].as_i64().map(UnixTime::from_millis).filter(plausible) {
+    if let Some(t) = e["creationDateTime"]
+        .as_i64()
+        .map(UnixTime::from_millis)
+        .filter(plausible)
+    {
         return t;
     }
-    if let Some(t) = e["source"]["date"].as_str().and_then(UnixTime::parse_rfc3339) {
+    if let Some(t) = e["source"]["date"]
+        .as_str()
+        .and_then(UnixTime::parse_rfc3339)
+    {
         return t;
     }
     let start = e["caValidWindow"][0].as_str().unwrap();
@@ -93,7 +115,11 @@ fn state(name: &str) -> VerifiedBootState {
 }
 
 fn tags_of(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// Compares the parsed KeyDescription with the index entry; returns the mismatches.
@@ -104,8 +130,16 @@ fn compare(kd: &KeyDescription, e: &Value) -> Vec<String> {
             diffs.push(format!("{what}: ours {ours}, index {theirs}"));
         }
     };
-    check("attVer", kd.attestation_version.to_string(), e["attVer"].to_string());
-    check("kmVer", kd.keymint_version.to_string(), e["kmVer"].to_string());
+    check(
+        "attVer",
+        kd.attestation_version.to_string(),
+        e["attVer"].to_string(),
+    );
+    check(
+        "kmVer",
+        kd.keymint_version.to_string(),
+        e["kmVer"].to_string(),
+    );
     check(
         "attSL",
         format!("{:?}", kd.attestation_security_level),
@@ -116,7 +150,11 @@ fn compare(kd: &KeyDescription, e: &Value) -> Vec<String> {
         format!("{:?}", kd.keymint_security_level),
         format!("{:?}", level(e["kmSL"].as_str().unwrap())),
     );
-    check("challenge", hex(&kd.attestation_challenge), e["challengeHex"].as_str().unwrap().to_owned());
+    check(
+        "challenge",
+        hex(&kd.attestation_challenge),
+        e["challengeHex"].as_str().unwrap().to_owned(),
+    );
     check(
         "uniqueId present",
         kd.unique_id_present.to_string(),
@@ -124,38 +162,83 @@ fn compare(kd: &KeyDescription, e: &Value) -> Vec<String> {
     );
     let hw = &kd.hardware_enforced;
     let sw = &kd.software_enforced;
-    check("hwTags", format!("{:?}", hw.tags()), format!("{:?}", tags_of(&e["hwTags"])));
-    check("swTags", format!("{:?}", sw.tags()), format!("{:?}", tags_of(&e["swTags"])));
+    check(
+        "hwTags",
+        format!("{:?}", hw.tags()),
+        format!("{:?}", tags_of(&e["hwTags"])),
+    );
+    check(
+        "swTags",
+        format!("{:?}", sw.tags()),
+        format!("{:?}", tags_of(&e["swTags"])),
+    );
 
     let rot = match e["rotIn"].as_str() {
         Some("hardwareEnforced") => hw.root_of_trust(),
         Some("softwareEnforced") => sw.root_of_trust(),
         _ => None,
     };
-    check("rot present", rot.is_some().to_string(), (!e["rotIn"].is_null()).to_string());
+    check(
+        "rot present",
+        rot.is_some().to_string(),
+        (!e["rotIn"].is_null()).to_string(),
+    );
     if let Some(rot) = rot {
         check(
             "vbState",
             format!("{:?}", rot.verified_boot_state),
             format!("{:?}", state(e["vbState"].as_str().unwrap())),
         );
-        check("deviceLocked", rot.device_locked.to_string(), e["deviceLocked"].to_string());
-        check("vbKey", hex(&rot.verified_boot_key), e["vbKey"].as_str().unwrap().to_owned());
+        check(
+            "deviceLocked",
+            rot.device_locked.to_string(),
+            e["deviceLocked"].to_string(),
+        );
+        check(
+            "vbKey",
+            hex(&rot.verified_boot_key),
+            e["vbKey"].as_str().unwrap().to_owned(),
+        );
         check(
             "vbHash",
-            rot.verified_boot_hash.as_deref().map(hex).unwrap_or_default(),
+            rot.verified_boot_hash
+                .as_deref()
+                .map(hex)
+                .unwrap_or_default(),
             e["vbHash"].as_str().unwrap_or_default().to_owned(),
         );
     }
     let either = |t: u32| hw.int(t).or_else(|| sw.int(t));
     let opt = |v: Option<i64>| v.map_or("null".to_owned(), |x| x.to_string());
-    check("osVersion", opt(either(tag::OS_VERSION)), e["osVersion"].to_string());
-    check("osPatchLevel", opt(either(tag::OS_PATCH_LEVEL)), e["osPatchLevel"].to_string());
-    check("vendorPatchLevel", opt(either(tag::VENDOR_PATCH_LEVEL)), e["vendorPatchLevel"].to_string());
-    check("bootPatchLevel", opt(either(tag::BOOT_PATCH_LEVEL)), e["bootPatchLevel"].to_string());
+    check(
+        "osVersion",
+        opt(either(tag::OS_VERSION)),
+        e["osVersion"].to_string(),
+    );
+    check(
+        "osPatchLevel",
+        opt(either(tag::OS_PATCH_LEVEL)),
+        e["osPatchLevel"].to_string(),
+    );
+    check(
+        "vendorPatchLevel",
+        opt(either(tag::VENDOR_PATCH_LEVEL)),
+        e["vendorPatchLevel"].to_string(),
+    );
+    check(
+        "bootPatchLevel",
+        opt(either(tag::BOOT_PATCH_LEVEL)),
+        e["bootPatchLevel"].to_string(),
+    );
     check("origin", opt(either(tag::ORIGIN)), e["origin"].to_string());
-    check("algorithm", opt(either(tag::ALGORITHM)), e["algorithm"].to_string());
-    let purposes = hw.int_set(tag::PURPOSE).or_else(|| sw.int_set(tag::PURPOSE));
+    check(
+        "algorithm",
+        opt(either(tag::ALGORITHM)),
+        e["algorithm"].to_string(),
+    );
+    let purposes = hw
+        .int_set(tag::PURPOSE)
+        .or_else(|| sw.int_set(tag::PURPOSE));
     let mut ours: Vec<i64> = purposes.map(<[i64]>::to_vec).unwrap_or_default();
     let mut theirs: Vec<i64> = e["purpose"]
         .as_array()
@@ -165,10 +248,16 @@ fn compare(kd: &KeyDescription, e: &Value) -> Vec<String> {
     theirs.sort_unstable();
     check("purpose", format!("{ours:?}"), format!("{theirs:?}"));
 
-    let aaid = sw.attestation_application_id().or_else(|| hw.attestation_application_id());
+    let aaid = sw
+        .attestation_application_id()
+        .or_else(|| hw.attestation_application_id());
     match (aaid, e["aaid"].as_object()) {
         (Some(a), Some(want)) => {
-            let ours: Vec<(String, i64)> = a.packages.iter().map(|p| (p.name.clone(), p.version)).collect();
+            let ours: Vec<(String, i64)> = a
+                .packages
+                .iter()
+                .map(|p| (p.name.clone(), p.version))
+                .collect();
             let theirs: Vec<(String, i64)> = want["packages"]
                 .as_array()
                 .unwrap()
@@ -186,24 +275,56 @@ fn compare(kd: &KeyDescription, e: &Value) -> Vec<String> {
             check("aaid digests", format!("{ours:?}"), format!("{theirs:?}"));
         }
         (None, None) => {}
-        (a, b) => check("aaid present", a.is_some().to_string(), b.is_some().to_string()),
+        (a, b) => check(
+            "aaid present",
+            a.is_some().to_string(),
+            b.is_some().to_string(),
+        ),
     }
 
     let ids = hw.attestation_ids();
     let want = e["ids"].as_object().cloned().unwrap_or_default();
     let s = |k: &str| want.get(k).and_then(Value::as_str).map(str::to_owned);
-    check("brand", format!("{:?}", ids.brand), format!("{:?}", s("attestationIdBrand")));
-    check("device", format!("{:?}", ids.device), format!("{:?}", s("attestationIdDevice")));
-    check("product", format!("{:?}", ids.product), format!("{:?}", s("attestationIdProduct")));
-    check("manufacturer", format!("{:?}", ids.manufacturer), format!("{:?}", s("attestationIdManufacturer")));
-    check("model", format!("{:?}", ids.model), format!("{:?}", s("attestationIdModel")));
-    check("imei present", ids.imei_present.to_string(), want.contains_key("attestationIdImei").to_string());
+    check(
+        "brand",
+        format!("{:?}", ids.brand),
+        format!("{:?}", s("attestationIdBrand")),
+    );
+    check(
+        "device",
+        format!("{:?}", ids.device),
+        format!("{:?}", s("attestationIdDevice")),
+    );
+    check(
+        "product",
+        format!("{:?}", ids.product),
+        format!("{:?}", s("attestationIdProduct")),
+    );
+    check(
+        "manufacturer",
+        format!("{:?}", ids.manufacturer),
+        format!("{:?}", s("attestationIdManufacturer")),
+    );
+    check(
+        "model",
+        format!("{:?}", ids.model),
+        format!("{:?}", s("attestationIdModel")),
+    );
+    check(
+        "imei present",
+        ids.imei_present.to_string(),
+        want.contains_key("attestationIdImei").to_string(),
+    );
     check(
         "second imei present",
         ids.second_imei_present.to_string(),
         want.contains_key("attestationIdSecondImei").to_string(),
     );
-    check("serial present", ids.serial_present.to_string(), want.contains_key("attestationIdSerial").to_string());
+    check(
+        "serial present",
+        ids.serial_present.to_string(),
+        want.contains_key("attestationIdSerial").to_string(),
+    );
     // The privacy promise: unique ids are never kept, even inside the raw entries.
     for (t, v) in hw.entries().iter().chain(sw.entries()) {
         if [713, 714, 715, 723].contains(t) {
@@ -216,7 +337,8 @@ fn compare(kd: &KeyDescription, e: &Value) -> Vec<String> {
 #[test]
 fn every_corpus_chain_parses_and_verifies_as_documented() {
     let Some(dir) = corpus_dir() else { return };
-    let index: Vec<Value> = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let index: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     assert_eq!(index.len(), 277, "the corpus has 277 chains");
     let exceptions = exceptions();
     let verifier = Verifier::new(TrustAnchors::google());
@@ -227,7 +349,11 @@ fn every_corpus_chain_parses_and_verifies_as_documented() {
         let file = e["file"].as_str().unwrap();
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let ders = pem::parse_certificates(&text).unwrap();
-        assert_eq!(ders.len() as u64, e["n"].as_u64().unwrap(), "{file}: certificate count");
+        assert_eq!(
+            ders.len() as u64,
+            e["n"].as_u64().unwrap(),
+            "{file}: certificate count"
+        );
         let at = verification_time(e);
         let appraisal = verifier.appraise_der(ders, at, None);
         let exception = exceptions.get(file);
@@ -235,7 +361,11 @@ fn every_corpus_chain_parses_and_verifies_as_documented() {
 
         // Parsed fields.
         let parse_expected = exception.and_then(|x| x.parse.clone());
-        match (&appraisal.key_description, e["kdParseError"].is_null(), parse_expected.as_deref()) {
+        match (
+            &appraisal.key_description,
+            e["kdParseError"].is_null(),
+            parse_expected.as_deref(),
+        ) {
             (Some(kd), _, None) => {
                 let diffs = compare(kd, e);
                 if !diffs.is_empty() {
@@ -258,7 +388,10 @@ fn every_corpus_chain_parses_and_verifies_as_documented() {
         let (want_valid, want_reason) = match exception {
             Some(x) => (x.verdict == "valid", x.reason.clone()),
             None if trust == "GOOGLE" && sigs_ok => (true, None),
-            None => (false, Some(ReasonCode::InvalidTrustChain.as_str().to_owned())),
+            None => (
+                false,
+                Some(ReasonCode::InvalidTrustChain.as_str().to_owned()),
+            ),
         };
         match (&appraisal.outcome, want_valid) {
             (Ok(_), true) => valid += 1,
@@ -270,13 +403,34 @@ fn every_corpus_chain_parses_and_verifies_as_documented() {
         }
         if let Ok(ev) = &appraisal.outcome {
             let anchor = e["anchor"].as_str().unwrap_or_default();
-            let want = if anchor.starts_with("google_root_ecp384") { "google-ecp384" } else { "google-rsa4096" };
+            let want = if anchor.starts_with("google_root_ecp384") {
+                "google-ecp384"
+            } else {
+                "google-rsa4096"
+            };
             assert_eq!(ev.anchor().name(), want, "{file}");
             let remote = !e["provIdx"].as_array().unwrap().is_empty();
-            assert_eq!(ev.provisioning().as_str(), if remote { "remote" } else { "factory" }, "{file}");
+            assert_eq!(
+                ev.provisioning().as_str(),
+                if remote { "remote" } else { "factory" },
+                "{file}"
+            );
         }
     }
-    assert_eq!(used_exceptions, exceptions.len(), "every documented exception names a corpus file");
-    assert!(failures.is_empty(), "{} corpus mismatches:\n{}", failures.len(), failures.join("\n"));
-    eprintln!("corpus: {} chains, {valid} valid, {} rejected as expected", index.len(), index.len() - valid);
+    assert_eq!(
+        used_exceptions,
+        exceptions.len(),
+        "every documented exception names a corpus file"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} corpus mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "corpus: {} chains, {valid} valid, {} rejected as expected",
+        index.len(),
+        index.len() - valid
+    );
 }

@@ -220,7 +220,10 @@ mod tests {
         let t = UnixTime::parse_rfc3339("2026-05-24T00:00:00Z").unwrap();
         assert_eq!(t.as_secs(), 1_779_580_800);
         assert_eq!(t.to_rfc3339().unwrap(), "2026-05-24T00:00:00Z");
-        assert_eq!(UnixTime::EPOCH.to_rfc3339().unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            UnixTime::EPOCH.to_rfc3339().unwrap(),
+            "1970-01-01T00:00:00Z"
+        );
         assert_eq!(
             UnixTime::from_secs(-1).to_rfc3339().unwrap(),
             "1969-12-31T23:59:59Z"

@@ -36,7 +36,9 @@ pub mod value {
     pub fn application_id(packages: &[(&str, i64)], digests: &[&[u8]]) -> Vec<u8> {
         let infos: Vec<Vec<u8>> = packages
             .iter()
-            .map(|(n, v)| write::sequence(&[&write::octet_string(n.as_bytes()), &write::integer(*v)]))
+            .map(|(n, v)| {
+                write::sequence(&[&write::octet_string(n.as_bytes()), &write::integer(*v)])
+            })
             .collect();
         let digests: Vec<Vec<u8>> = digests.iter().map(|d| write::octet_string(d)).collect();
         let aaid = write::sequence(&[
@@ -83,7 +85,10 @@ pub struct KeyDescriptionSpec {
 
 fn set_entry(list: &mut Vec<(u32, Vec<u8>)>, tag: u32, v: Vec<u8>) {
     list.retain(|(t, _)| *t != tag);
-    let at = list.iter().position(|(t, _)| *t > tag).unwrap_or(list.len());
+    let at = list
+        .iter()
+        .position(|(t, _)| *t > tag)
+        .unwrap_or(list.len());
     list.insert(at, (tag, v));
 }
 
@@ -100,7 +105,10 @@ impl KeyDescriptionSpec {
             unique_id: Vec::new(),
             software: vec![
                 (701, value::int(1_790_000_000_000)),
-                (709, value::application_id(&[(UPDATER_PACKAGE, 42)], &[&UPDATER_DIGEST])),
+                (
+                    709,
+                    value::application_id(&[(UPDATER_PACKAGE, 42)], &[&UPDATER_DIGEST]),
+                ),
             ],
             hardware: vec![
                 (1, value::int_set(&[2, 3])),
@@ -140,7 +148,10 @@ impl KeyDescriptionSpec {
     /// The DER encoding, as the extension value.
     pub fn encode(&self) -> Vec<u8> {
         let list = |entries: &[(u32, Vec<u8>)]| {
-            let parts: Vec<Vec<u8>> = entries.iter().map(|(t, v)| write::explicit(*t, v)).collect();
+            let parts: Vec<Vec<u8>> = entries
+                .iter()
+                .map(|(t, v)| write::explicit(*t, v))
+                .collect();
             write::sequence(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>())
         };
         write::sequence(&[

@@ -78,7 +78,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kind", &self.kind).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,12 +95,17 @@ impl SigningKey {
                 } else {
                     &signature::ECDSA_P384_SHA384_ASN1_SIGNING
                 };
-                let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(|_| DeviceError("EC key generation failed"))?;
-                Inner::Ec(EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).map_err(|_| DeviceError("EC key rejected"))?)
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng)
+                    .map_err(|_| DeviceError("EC key generation failed"))?;
+                Inner::Ec(
+                    EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref())
+                        .map_err(|_| DeviceError("EC key rejected"))?,
+                )
             }
-            KeyKind::Rsa2048 => {
-                Inner::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| DeviceError("RSA key generation failed"))?)
-            }
+            KeyKind::Rsa2048 => Inner::Rsa(
+                RsaKeyPair::generate(KeySize::Rsa2048)
+                    .map_err(|_| DeviceError("RSA key generation failed"))?,
+            ),
         };
         let spki = match (&inner, kind) {
             (Inner::Ec(k), KeyKind::EcP384) => ec_spki(oid::P384, k.public_key().as_ref()),
@@ -126,7 +133,9 @@ impl SigningKey {
         match self.kind {
             KeyKind::EcP256 => write::sequence(&[&write::oid(oid::ECDSA_SHA256)]),
             KeyKind::EcP384 => write::sequence(&[&write::oid(oid::ECDSA_SHA384)]),
-            KeyKind::Rsa2048 => write::sequence(&[&write::oid(oid::SHA256_WITH_RSA), &write::null()]),
+            KeyKind::Rsa2048 => {
+                write::sequence(&[&write::oid(oid::SHA256_WITH_RSA), &write::null()])
+            }
         }
     }
 
@@ -157,7 +166,10 @@ fn ec_spki(curve: &[u8], point: &[u8]) -> Vec<u8> {
 
 /// A Name with one commonName (UTF8String).
 pub fn name(common_name: &str) -> Vec<u8> {
-    let atv = write::sequence(&[&write::oid(oid::COMMON_NAME), &write::tlv(0x0c, common_name.as_bytes())]);
+    let atv = write::sequence(&[
+        &write::oid(oid::COMMON_NAME),
+        &write::tlv(0x0c, common_name.as_bytes()),
+    ]);
     write::sequence(&[&write::set(&[&atv])])
 }
 
@@ -200,7 +212,10 @@ fn time(t: UnixTime) -> Vec<u8> {
         minute: 0,
         second: 0,
     });
-    let body = format!("{:02}{:02}{:02}{:02}{:02}Z", c.month, c.day, c.hour, c.minute, c.second);
+    let body = format!(
+        "{:02}{:02}{:02}{:02}{:02}Z",
+        c.month, c.day, c.hour, c.minute, c.second
+    );
     // RFC 5280: UTCTime through 2049, GeneralizedTime from 2050.
     if (1950..2050).contains(&c.year) {
         write::tlv(0x17, format!("{:02}{body}", c.year % 100).as_bytes())

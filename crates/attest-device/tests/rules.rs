@@ -2,15 +2,21 @@
 //! exactly that rule, and expects exactly its reason code. A baseline proves the unbroken chain
 //! verifies, so every failure below is caused by the one thing each test changes.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use attest_android::der::write;
 use attest_android::{
-    AuthValue, ChainLimits, SecurityLevel, StatusList, TrustAnchors, VerifiedBootState, Verifier, oids,
+    AuthValue, ChainLimits, SecurityLevel, StatusList, TrustAnchors, VerifiedBootState, Verifier,
+    oids,
 };
 use attest_core::{ReasonCode, UnixTime};
 use attest_device::keydesc::{SOFTWARE, STRONGBOX, TEE, UPDATER_PACKAGE};
-use attest_device::{
-    CertSpec, ExtensionSpec, KeyDescriptionSpec, KeyKind, SigningKey, TestPki, name, value,
-};
+use attest_device::{ExtensionSpec, KeyDescriptionSpec, KeyKind, SigningKey, TestPki, name, value};
 
 /// 2026-11-01T00:00:00Z: the fixed instant every test verifies at.
 const AT: UnixTime = UnixTime::from_secs(1_793_491_200);
@@ -30,7 +36,8 @@ fn kd() -> KeyDescriptionSpec {
 /// A chain `[leaf, intermediate, root]` whose leaf carries `spec`.
 fn mint(pki: &TestPki, spec: &KeyDescriptionSpec) -> Vec<Vec<u8>> {
     let key = SigningKey::generate(KeyKind::EcP256).unwrap();
-    pki.chain(&pki.leaf_spec(key.spki(), &spec.encode())).unwrap()
+    pki.chain(&pki.leaf_spec(key.spki(), &spec.encode()))
+        .unwrap()
 }
 
 fn factory() -> TestPki {
@@ -80,7 +87,11 @@ fn baseline_chain_verifies_with_hardware_claims_only() {
     assert_eq!(rot.verified_boot_state, VerifiedBootState::Verified);
     assert_eq!(c.os_patch_level.unwrap().raw(), 202_609);
     assert_eq!(c.vendor_patch_level.unwrap().year_month_day(), 20_260_905);
-    let aaid = c.software_enforced.attestation_application_id.as_ref().unwrap();
+    let aaid = c
+        .software_enforced
+        .attestation_application_id
+        .as_ref()
+        .unwrap();
     assert_eq!(aaid.packages[0].name, UPDATER_PACKAGE);
 }
 
@@ -135,7 +146,11 @@ fn rule1_oversized_certificate() {
 #[test]
 fn rule1_empty_chain() {
     let pki = factory();
-    assert_reason(&verifier_for(&pki), Vec::new(), ReasonCode::MalformedEvidence);
+    assert_reason(
+        &verifier_for(&pki),
+        Vec::new(),
+        ReasonCode::MalformedEvidence,
+    );
 }
 
 // Rule 2: every certificate parses, strictly except for device quirks.
@@ -180,8 +195,15 @@ fn rule2_duplicate_extension() {
     let mut leaf = pki.leaf_spec(key.spki(), &kd().encode());
     let again = leaf.extensions[0].clone();
     leaf.extensions.push(again);
-    let d = assert_reason(&verifier_for(&pki), pki.chain(&leaf).unwrap(), ReasonCode::MalformedEvidence);
-    assert!(d.contains("duplicate extension 1.3.6.1.4.1.11129.2.1.17"), "{d}");
+    let d = assert_reason(
+        &verifier_for(&pki),
+        pki.chain(&leaf).unwrap(),
+        ReasonCode::MalformedEvidence,
+    );
+    assert!(
+        d.contains("duplicate extension 1.3.6.1.4.1.11129.2.1.17"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -197,7 +219,11 @@ fn rule2_malformed_key_description_names_field_and_offset() {
     assert!(a.key_description.is_none());
     let r = a.outcome.unwrap_err();
     assert_eq!(r.reason, ReasonCode::MalformedEvidence);
-    assert!(r.detail.contains("KeyDescription at byte") && r.detail.contains("trailing bytes"), "{}", r.detail);
+    assert!(
+        r.detail.contains("KeyDescription at byte") && r.detail.contains("trailing bytes"),
+        "{}",
+        r.detail
+    );
 }
 
 #[test]
@@ -217,7 +243,10 @@ fn rule2_duplicate_and_unordered_tags_are_rejected() {
     let mut wrong_type = kd();
     wrong_type.set_hw(705, value::octets(b"15"));
     let d = assert_reason(&v, mint(&pki, &wrong_type), ReasonCode::MalformedEvidence);
-    assert!(d.contains("hardwareEnforced.[705]") && d.contains("expected INTEGER"), "{d}");
+    assert!(
+        d.contains("hardwareEnforced.[705]") && d.contains("expected INTEGER"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -242,9 +271,15 @@ fn rule2_device_quirks_are_accepted() {
     let ev = a.outcome.expect("quirks accepted");
     assert!(ev.claims().root_of_trust.as_ref().unwrap().device_locked);
     assert_eq!(ev.claims().purposes, vec![3, 2]);
-    assert_eq!(ev.claims().vendor_patch_level.unwrap().year_month_day(), 20_260_900);
+    assert_eq!(
+        ev.claims().vendor_patch_level.unwrap().year_month_day(),
+        20_260_900
+    );
     let kd = a.key_description.unwrap();
-    assert!(matches!(kd.hardware_enforced.get(9999), Some(AuthValue::Unknown(_))));
+    assert!(matches!(
+        kd.hardware_enforced.get(9999),
+        Some(AuthValue::Unknown(_))
+    ));
 }
 
 // Rule 3: the anchor.
@@ -253,9 +288,30 @@ fn rule2_device_quirks_are_accepted() {
 fn rule3_unknown_root() {
     let pki = factory();
     let other = factory();
-    assert_reason(&verifier_for(&other), mint(&pki, &kd()), ReasonCode::InvalidTrustChain);
-    let d = assert_reason(&Verifier::new(TrustAnchors::google()), mint(&pki, &kd()), ReasonCode::InvalidTrustChain);
+    assert_reason(
+        &verifier_for(&other),
+        mint(&pki, &kd()),
+        ReasonCode::InvalidTrustChain,
+    );
+    let d = assert_reason(
+        &Verifier::new(TrustAnchors::google()),
+        mint(&pki, &kd()),
+        ReasonCode::InvalidTrustChain,
+    );
     assert!(d.contains("does not end at a trusted root"), "{d}");
+}
+
+#[test]
+fn rule3_an_attested_key_is_never_an_anchor() {
+    let pki = factory();
+    let chain = mint(&pki, &kd());
+    let err = TrustAnchors::empty()
+        .add_certificate(chain[0].clone())
+        .unwrap_err();
+    assert!(
+        matches!(err, attest_android::AnchorError::AttestedKey),
+        "{err}"
+    );
 }
 
 #[test]
@@ -268,8 +324,15 @@ fn rule3_root_omitted_and_last_certificate_not_signed_by_the_anchor() {
     spec.issuer = pki.root_name.clone();
     let forged = spec.sign(&impostor.root_key).unwrap();
     let key = SigningKey::generate(KeyKind::EcP256).unwrap();
-    let leaf = impostor.leaf_spec(key.spki(), &kd().encode()).sign(&impostor.intermediate_key).unwrap();
-    let d = assert_reason(&verifier_for(&pki), vec![leaf, forged], ReasonCode::InvalidTrustChain);
+    let leaf = impostor
+        .leaf_spec(key.spki(), &kd().encode())
+        .sign(&impostor.intermediate_key)
+        .unwrap();
+    let d = assert_reason(
+        &verifier_for(&pki),
+        vec![leaf, forged],
+        ReasonCode::InvalidTrustChain,
+    );
     assert!(d.contains("not signed by it"), "{d}");
 }
 
@@ -281,7 +344,11 @@ fn rule4_broken_name_chaining() {
     let key = SigningKey::generate(KeyKind::EcP256).unwrap();
     let mut leaf = pki.leaf_spec(key.spki(), &kd().encode());
     leaf.issuer = name("someone else");
-    let d = assert_reason(&verifier_for(&pki), pki.chain(&leaf).unwrap(), ReasonCode::InvalidTrustChain);
+    let d = assert_reason(
+        &verifier_for(&pki),
+        pki.chain(&leaf).unwrap(),
+        ReasonCode::InvalidTrustChain,
+    );
     assert!(d.contains("issuer is not the subject"), "{d}");
 }
 
@@ -292,7 +359,10 @@ fn rule4_tampered_signature() {
     let last = chain[0].len() - 1;
     chain[0][last] ^= 0x01;
     let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
-    assert!(d.contains("certificate 0 is not signed by certificate 1"), "{d}");
+    assert!(
+        d.contains("certificate 0 is not signed by certificate 1"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -300,7 +370,10 @@ fn rule4_tampered_tbs_byte() {
     let pki = factory();
     let mut chain = mint(&pki, &kd());
     // Flip one byte of the challenge inside the signed KeyDescription.
-    let pos = chain[0].windows(CHALLENGE.len()).position(|w| w == CHALLENGE).unwrap();
+    let pos = chain[0]
+        .windows(CHALLENGE.len())
+        .position(|w| w == CHALLENGE)
+        .unwrap();
     chain[0][pos] ^= 0x20;
     assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
 }
@@ -309,14 +382,21 @@ fn rule4_tampered_tbs_byte() {
 fn rule4_leaf_signed_by_the_wrong_key() {
     let pki = factory();
     let key = SigningKey::generate(KeyKind::EcP256).unwrap();
-    let leaf = pki.leaf_spec(key.spki(), &kd().encode()).sign(&pki.root_key).unwrap();
+    let leaf = pki
+        .leaf_spec(key.spki(), &kd().encode())
+        .sign(&pki.root_key)
+        .unwrap();
     let chain = vec![leaf, pki.intermediate_cert.clone(), pki.root_cert.clone()];
     assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
 }
 
 // Rule 5: validity of CA certificates (docs/decisions/0003-certificate-validity.md).
 
-fn with_intermediate_dates(remote: bool, not_before: UnixTime, not_after: UnixTime) -> (TestPki, Vec<Vec<u8>>) {
+fn with_intermediate_dates(
+    remote: bool,
+    not_before: UnixTime,
+    not_after: UnixTime,
+) -> (TestPki, Vec<Vec<u8>>) {
     let mut pki = TestPki::new(KeyKind::EcP256, remote).unwrap();
     pki.intermediate_spec.not_before = not_before;
     pki.intermediate_spec.not_after = not_after;
@@ -327,24 +407,40 @@ fn with_intermediate_dates(remote: bool, not_before: UnixTime, not_after: UnixTi
 
 #[test]
 fn rule5_intermediate_not_yet_valid() {
-    let (pki, chain) = with_intermediate_dates(false, AT.saturating_add_secs(3600), AT.saturating_add_secs(86_400));
+    let (pki, chain) = with_intermediate_dates(
+        false,
+        AT.saturating_add_secs(3600),
+        AT.saturating_add_secs(86_400),
+    );
     let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
     assert!(d.contains("not valid before"), "{d}");
 }
 
 #[test]
 fn rule5_expired_factory_intermediate_is_accepted() {
-    let (pki, chain) = with_intermediate_dates(false, UnixTime::from_secs(1_600_000_000), AT.saturating_add_secs(-1));
+    let (pki, chain) = with_intermediate_dates(
+        false,
+        UnixTime::from_secs(1_600_000_000),
+        AT.saturating_add_secs(-1),
+    );
     assert_valid(&verifier_for(&pki), chain);
 }
 
 #[test]
 fn rule5_expired_remotely_provisioned_intermediate() {
-    let (pki, chain) = with_intermediate_dates(true, UnixTime::from_secs(1_600_000_000), AT.saturating_add_secs(-1));
+    let (pki, chain) = with_intermediate_dates(
+        true,
+        UnixTime::from_secs(1_600_000_000),
+        AT.saturating_add_secs(-1),
+    );
     let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
     assert!(d.contains("expired"), "{d}");
     // The same chain inside its validity window verifies, and is classed as remote.
-    let (pki, chain) = with_intermediate_dates(true, UnixTime::from_secs(1_600_000_000), AT.saturating_add_secs(1));
+    let (pki, chain) = with_intermediate_dates(
+        true,
+        UnixTime::from_secs(1_600_000_000),
+        AT.saturating_add_secs(1),
+    );
     let a = verifier_for(&pki).appraise_der(chain, AT, Some(CHALLENGE));
     assert_eq!(a.outcome.unwrap().provisioning().as_str(), "remote");
 }
@@ -352,15 +448,22 @@ fn rule5_expired_remotely_provisioned_intermediate() {
 // Rule 6: revocation of every serial.
 
 fn status_list(serial_hex: &str, status: &str) -> StatusList {
-    StatusList::from_json(format!(r#"{{"entries": {{"{serial_hex}": {{"status": "{status}"}}}}}}"#).as_bytes())
-        .unwrap()
+    StatusList::from_json(
+        format!(r#"{{"entries": {{"{serial_hex}": {{"status": "{status}"}}}}}}"#).as_bytes(),
+    )
+    .unwrap()
 }
 
 #[test]
 fn rule6_revoked_and_suspended_serials() {
     let pki = factory();
     // The intermediate's serial is 0x2002, the leaf's 1, the root's 0x1001.
-    for (serial, status) in [("2002", "REVOKED"), ("2002", "SUSPENDED"), ("1", "REVOKED"), ("1001", "SUSPENDED")] {
+    for (serial, status) in [
+        ("2002", "REVOKED"),
+        ("2002", "SUSPENDED"),
+        ("1", "REVOKED"),
+        ("1001", "SUSPENDED"),
+    ] {
         let v = verifier_for(&pki).with_status_list(status_list(serial, status));
         let d = assert_reason(&v, mint(&pki, &kd()), ReasonCode::Revoked);
         assert!(d.contains(status), "{d}");
@@ -377,7 +480,11 @@ fn rule7_leaf_without_key_description() {
     let key = SigningKey::generate(KeyKind::EcP256).unwrap();
     let mut leaf = pki.leaf_spec(key.spki(), &[]);
     leaf.extensions.clear();
-    let d = assert_reason(&verifier_for(&pki), pki.chain(&leaf).unwrap(), ReasonCode::MalformedEvidence);
+    let d = assert_reason(
+        &verifier_for(&pki),
+        pki.chain(&leaf).unwrap(),
+        ReasonCode::MalformedEvidence,
+    );
     assert!(d.contains("no KeyDescription"), "{d}");
 }
 
@@ -391,36 +498,41 @@ fn rule7_key_description_in_a_ca_certificate() {
     });
     pki.intermediate_cert = pki.intermediate_spec.sign(&pki.root_key).unwrap();
     // The intermediate now looks like an attest key but its record lacks ATTEST_KEY.
-    let d = assert_reason(&verifier_for(&pki), mint(&pki, &kd()), ReasonCode::InvalidTrustChain);
-    assert!(d.contains("certificate 1") && d.contains("ATTEST_KEY"), "{d}");
+    let d = assert_reason(
+        &verifier_for(&pki),
+        mint(&pki, &kd()),
+        ReasonCode::InvalidTrustChain,
+    );
+    assert!(
+        d.contains("certificate 1") && d.contains("ATTEST_KEY"),
+        "{d}"
+    );
 
-    // A record above a plain CA certificate is an extended chain, whatever it says.
-    let mut root_spec = CertSpec {
-        serial: vec![0x30],
-        issuer: pki.root_name.clone(),
-        subject: pki.root_name.clone(),
-        not_before: attest_device::PKI_NOT_BEFORE,
-        not_after: attest_device::PKI_NOT_AFTER,
-        spki: pki.root_key.spki().to_vec(),
-        extensions: Vec::new(),
-    };
+    // A record above a plain CA certificate is an extended chain, whatever it says:
+    // [leaf, plain CA, CA with an ATTEST_KEY record, root].
+    let pki = factory();
     let mut attest = kd();
     attest.set_hw(1, value::int_set(&[7]));
-    root_spec.extensions.push(ExtensionSpec {
+    let upper_key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut upper = pki.intermediate_spec.clone();
+    upper.subject = name("upper CA");
+    upper.spki = upper_key.spki().to_vec();
+    upper.extensions.push(ExtensionSpec {
         oid: oids::KEY_DESCRIPTION.to_vec(),
         critical: false,
         value: attest.encode(),
     });
-    let root = root_spec.sign(&pki.root_key).unwrap();
-    let plain = factory();
-    let mut anchors = TrustAnchors::empty();
-    anchors.add_certificate(root.clone()).unwrap();
+    let upper = upper.sign(&pki.root_key).unwrap();
+    let mut lower = pki.intermediate_spec.clone();
+    lower.issuer = name("upper CA");
+    let lower = lower.sign(&upper_key).unwrap();
     let key = SigningKey::generate(KeyKind::EcP256).unwrap();
-    let mut inter = plain.intermediate_spec.clone();
-    inter.issuer = pki.root_name.clone();
-    let inter = inter.sign(&pki.root_key).unwrap();
-    let leaf = plain.leaf_spec(key.spki(), &kd().encode()).sign(&plain.intermediate_key).unwrap();
-    let d = assert_reason(&Verifier::new(anchors), vec![leaf, inter, root], ReasonCode::InvalidTrustChain);
+    let leaf = pki
+        .leaf_spec(key.spki(), &kd().encode())
+        .sign(&pki.intermediate_key)
+        .unwrap();
+    let chain = vec![leaf, lower, upper, pki.root_cert.clone()];
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
     assert!(d.contains("certificate 2") && d.contains("extended"), "{d}");
 }
 
@@ -450,18 +562,30 @@ fn rule7_attest_key_records() {
     assert_valid(&v, attest_key_chain(&pki, &good));
 
     // A signing key used to sign a fake leaf: the "fake attest key" chain.
-    let d = assert_reason(&v, attest_key_chain(&pki, &kd()), ReasonCode::InvalidTrustChain);
+    let d = assert_reason(
+        &v,
+        attest_key_chain(&pki, &kd()),
+        ReasonCode::InvalidTrustChain,
+    );
     assert!(d.contains("ATTEST_KEY"), "{d}");
 
     let mut other_device = good.clone();
     other_device.set_hw(704, value::root_of_trust(&[0xee; 32], true, 0, &[0x11; 32]));
-    let d = assert_reason(&v, attest_key_chain(&pki, &other_device), ReasonCode::InvalidTrustChain);
+    let d = assert_reason(
+        &v,
+        attest_key_chain(&pki, &other_device),
+        ReasonCode::InvalidTrustChain,
+    );
     assert!(d.contains("root of trust"), "{d}");
 
     let mut other_level = good.clone();
     other_level.attestation_security_level = STRONGBOX;
     other_level.keymint_security_level = STRONGBOX;
-    let d = assert_reason(&v, attest_key_chain(&pki, &other_level), ReasonCode::InvalidTrustChain);
+    let d = assert_reason(
+        &v,
+        attest_key_chain(&pki, &other_level),
+        ReasonCode::InvalidTrustChain,
+    );
     assert!(d.contains("security levels"), "{d}");
 }
 
@@ -515,21 +639,39 @@ fn rule8_challenge_mismatch() {
     let pki = factory();
     let v = verifier_for(&pki);
     let chain = mint(&pki, &kd());
-    let r = v.appraise_der(chain.clone(), AT, Some(b"enigm test challengf")).outcome.unwrap_err();
+    let r = v
+        .appraise_der(chain.clone(), AT, Some(b"enigm test challengf"))
+        .outcome
+        .unwrap_err();
     assert_eq!(r.reason, ReasonCode::ReplayAttempt);
-    let r = v.appraise_der(chain.clone(), AT, Some(b"")).outcome.unwrap_err();
+    let r = v
+        .appraise_der(chain.clone(), AT, Some(b""))
+        .outcome
+        .unwrap_err();
     assert_eq!(r.reason, ReasonCode::ReplayAttempt);
-    assert!(v.appraise_der(chain, AT, None).outcome.is_ok(), "no expected challenge, no check");
+    assert!(
+        v.appraise_der(chain, AT, None).outcome.is_ok(),
+        "no expected challenge, no check"
+    );
 }
 
 #[test]
 fn rule8_software_enforced_root_of_trust_is_not_a_claim() {
     let pki = factory();
     let mut spec = kd();
-    let rot = spec.hardware.iter().find(|(t, _)| *t == 704).unwrap().1.clone();
+    let rot = spec
+        .hardware
+        .iter()
+        .find(|(t, _)| *t == 704)
+        .unwrap()
+        .1
+        .clone();
     spec.remove_hw(704);
     spec.set_sw(704, rot);
-    let ev = verifier_for(&pki).appraise_der(mint(&pki, &spec), AT, Some(CHALLENGE)).outcome.unwrap();
+    let ev = verifier_for(&pki)
+        .appraise_der(mint(&pki, &spec), AT, Some(CHALLENGE))
+        .outcome
+        .unwrap();
     assert_eq!(ev.claims().root_of_trust, None);
 }
 
@@ -539,7 +681,10 @@ fn strongbox_level_is_claimed() {
     let mut spec = kd();
     spec.attestation_security_level = STRONGBOX;
     spec.keymint_security_level = STRONGBOX;
-    let ev = verifier_for(&pki).appraise_der(mint(&pki, &spec), AT, Some(CHALLENGE)).outcome.unwrap();
+    let ev = verifier_for(&pki)
+        .appraise_der(mint(&pki, &spec), AT, Some(CHALLENGE))
+        .outcome
+        .unwrap();
     assert_eq!(ev.claims().security_level, SecurityLevel::StrongBox);
 }
 
@@ -550,7 +695,11 @@ fn the_link_cache_gives_the_same_answers() {
     anchors.add_certificate(pki.root_cert.clone()).unwrap();
     let v = Verifier::new(anchors).with_link_cache(16);
     assert_valid(&v, mint(&pki, &kd()));
-    assert_eq!(v.link_cache().unwrap().len(), 1, "the intermediate's link is cached, the leaf's is not");
+    assert_eq!(
+        v.link_cache().unwrap().len(),
+        1,
+        "the intermediate's link is cached, the leaf's is not"
+    );
     assert_valid(&v, mint(&pki, &kd()));
     // A cached intermediate does not excuse a bad leaf.
     let mut chain = mint(&pki, &kd());
