@@ -172,6 +172,22 @@ impl TrustAnchor {
     pub fn id(&self) -> &AnchorId {
         &self.id
     }
+
+    /// The anchor's SubjectPublicKeyInfo (DER).
+    pub fn spki(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// Checks that the anchor's key signed `cert` (a signature check only, no other rule).
+    pub fn verify_signature(&self, cert: &Certificate) -> Result<(), crate::sig::SignatureError> {
+        crate::sig::verify(
+            self.key_algorithm,
+            &self.public_key,
+            cert.signature_algorithm(),
+            cert.tbs(),
+            cert.signature(),
+        )
+    }
 }
 
 pub(crate) const GOOGLE_RSA4096_SPKI: &[u8] = &[

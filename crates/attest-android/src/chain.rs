@@ -14,9 +14,10 @@
 //!    docs/decisions/0003-certificate-validity.md;
 //! 6. revocation of every serial against the status list (`revoked`);
 //! 7. KeyDescription placement: the leaf, plus ATTEST_KEY records directly above it
-//!    (`invalid_trust_chain`; `malformed_evidence` when a record does not parse);
-//! 8. both security levels in hardware (`software_attestation`) and the challenge
-//!    (`replay_attempt`, constant-time).
+//!    (`invalid_trust_chain`; `malformed_evidence` when a record does not parse), see
+//!    docs/decisions/0004-attest-key-records.md;
+//! 8. both security levels in hardware (`software_attestation`, docs/decisions/0005-security-levels.md)
+//!    and the challenge (`replay_attempt`, constant-time).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -650,7 +651,8 @@ impl Verifier {
 }
 
 /// An ATTEST_KEY record above the leaf must describe a hardware attestation key of the same
-/// device state: purpose ATTEST_KEY, the same security levels and the same root of trust.
+/// device state: purpose ATTEST_KEY, the same security levels and the same root of trust
+/// (docs/decisions/0004-attest-key-records.md).
 fn check_attest_key_record(
     leaf: &KeyDescription,
     record: &KeyDescription,

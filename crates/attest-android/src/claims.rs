@@ -70,7 +70,8 @@ pub struct Claims {
     pub attestation_version: i64,
     /// keymaster/KeyMint version.
     pub keymint_version: i64,
-    /// The lower of the two attested security levels (both are TEE or StrongBox).
+    /// The lower of the two attested security levels (both are TEE or StrongBox; see
+    /// docs/decisions/0005-security-levels.md).
     pub security_level: SecurityLevel,
     /// The attested challenge.
     pub challenge: Vec<u8>,

@@ -198,6 +198,17 @@ impl Certificate {
             .find(|e| self.slice(&e.oid) == oid)
             .map(|e| (self.slice(&e.value), e.value.start))
     }
+    /// Checks that `issuer`'s key signed this certificate (a signature check only, no other
+    /// rule).
+    pub fn verify_signed_by(&self, issuer: &Certificate) -> Result<(), crate::sig::SignatureError> {
+        crate::sig::verify(
+            issuer.key_algorithm(),
+            issuer.public_key(),
+            self.signature_algorithm(),
+            self.tbs(),
+            self.signature(),
+        )
+    }
     /// Whether the extension with `oid` is marked critical (`None` when absent).
     pub fn extension_critical(&self, oid: &[u8]) -> Option<bool> {
         self.extensions
