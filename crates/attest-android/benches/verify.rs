@@ -11,7 +11,13 @@
 //! Results and the machine are in BENCHMARKS.md. Needs the shared corpus (ENIGM_VECTORS or
 //! ../shared/vectors/android-key-attestation); without it the benchmark says so and does nothing.
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::path::PathBuf;
 
@@ -28,7 +34,10 @@ struct Case {
 fn corpus() -> Vec<Case> {
     let dir = std::env::var_os("ENIGM_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/android-key-attestation"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/vectors/android-key-attestation")
+        });
     let Ok(index) = std::fs::read(dir.join("index.json")) else {
         eprintln!("SKIPPED: corpus not found at {}", dir.display());
         return Vec::new();
@@ -47,10 +56,18 @@ fn corpus() -> Vec<Case> {
             .as_i64()
             .map(UnixTime::from_millis)
             .filter(plausible)
-            .or_else(|| e["source"]["date"].as_str().and_then(UnixTime::parse_rfc3339))
+            .or_else(|| {
+                e["source"]["date"]
+                    .as_str()
+                    .and_then(UnixTime::parse_rfc3339)
+            })
             .unwrap();
         // Only chains that verify: the benchmark measures the success path.
-        if verifier.appraise_der(ders.clone(), at, None).outcome.is_ok() {
+        if verifier
+            .appraise_der(ders.clone(), at, None)
+            .outcome
+            .is_ok()
+        {
             cases.push(Case { ders, at });
         }
     }
@@ -65,13 +82,28 @@ fn bench(c: &mut Criterion) {
     let google = TrustAnchors::google();
     let parsed: Vec<Vec<Certificate>> = cases
         .iter()
-        .map(|c| c.ders.iter().map(|d| Certificate::from_der(d.clone()).unwrap()).collect())
+        .map(|c| {
+            c.ders
+                .iter()
+                .map(|d| Certificate::from_der(d.clone()).unwrap())
+                .collect()
+        })
         .collect();
     let signatures: usize = parsed
         .iter()
-        .map(|chain| chain.len() - 1 + usize::from(google.iter().all(|a| a.spki() != chain.last().unwrap().spki())))
+        .map(|chain| {
+            chain.len() - 1
+                + usize::from(
+                    google
+                        .iter()
+                        .all(|a| a.spki() != chain.last().unwrap().spki()),
+                )
+        })
         .sum();
-    eprintln!("{} chains, {signatures} signature checks per iteration", cases.len());
+    eprintln!(
+        "{} chains, {signatures} signature checks per iteration",
+        cases.len()
+    );
 
     let mut g = c.benchmark_group("corpus");
     g.throughput(Throughput::Elements(cases.len() as u64));
@@ -84,7 +116,10 @@ fn bench(c: &mut Criterion) {
                 }
                 let last = chain.last().unwrap();
                 if google.iter().all(|a| a.spki() != last.spki()) {
-                    google.iter().find(|a| a.verify_signature(last).is_ok()).unwrap();
+                    google
+                        .iter()
+                        .find(|a| a.verify_signature(last).is_ok())
+                        .unwrap();
                 }
             }
         })
@@ -93,7 +128,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("appraise", |b| {
         b.iter(|| {
             for case in &cases {
-                assert!(plain.appraise_der(case.ders.clone(), case.at, None).outcome.is_ok());
+                assert!(
+                    plain
+                        .appraise_der(case.ders.clone(), case.at, None)
+                        .outcome
+                        .is_ok()
+                );
             }
         })
     });
@@ -101,7 +141,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("appraise_cached", |b| {
         b.iter(|| {
             for case in &cases {
-                assert!(cached.appraise_der(case.ders.clone(), case.at, None).outcome.is_ok());
+                assert!(
+                    cached
+                        .appraise_der(case.ders.clone(), case.at, None)
+                        .outcome
+                        .is_ok()
+                );
             }
         })
     });

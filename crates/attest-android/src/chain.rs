@@ -89,7 +89,8 @@ pub enum Provisioning {
     Factory,
     /// Remote key provisioning (RKP): a certificate carries the provisioning-info extension.
     Remote,
-    /// Not known: the chain does not end at a trusted anchor.
+    /// Not known: no provisioning-info extension, and the chain does not end at a trusted
+    /// anchor.
     Unknown,
 }
 
@@ -354,11 +355,12 @@ impl Verifier {
         at: UnixTime,
         expected_challenge: Option<&[u8]>,
     ) -> Appraisal {
+        let length = ders.len();
         match UnverifiedChain::from_der(ders, &self.limits) {
             Ok(chain) => self.appraise(&chain, at, expected_challenge),
             Err(rejection) => Appraisal {
                 chain: ChainSummary {
-                    length: 0,
+                    length,
                     anchor: None,
                     provisioning: Provisioning::Unknown,
                 },

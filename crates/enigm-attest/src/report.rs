@@ -143,3 +143,29 @@ pub fn appraisal_text(file: &str, a: &Appraisal) -> String {
     }
     s
 }
+
+/// Adds `decision`, `reasons` and `policy_hash` to a verify object.
+pub fn add_decision(obj: &mut Map<String, Value>, d: &attest_policy::Decision) {
+    obj.insert(
+        "decision".to_owned(),
+        json!(if d.eligible { "eligible" } else { "ineligible" }),
+    );
+    obj.insert(
+        "reasons".to_owned(),
+        json!(d.reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
+    );
+    obj.insert("policy_hash".to_owned(), json!(d.policy_hash));
+    if let Some(m) = &d.device_model {
+        obj.insert("device_model".to_owned(), json!(m));
+    }
+}
+
+/// The decision as a text line.
+pub fn decision_text(d: &attest_policy::Decision) -> String {
+    if d.eligible {
+        "\n  decision: eligible".to_owned()
+    } else {
+        let reasons: Vec<&str> = d.reasons.iter().map(|r| r.as_str()).collect();
+        format!("\n  decision: ineligible ({})", reasons.join(", "))
+    }
+}

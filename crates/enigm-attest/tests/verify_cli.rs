@@ -313,3 +313,110 @@ fn real_chain_at_creation_time_never_prints_unique_ids() {
     let out = run(&["verify", "--chain", s(&file), "--at", "creation"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn policy_check_and_decisions() {
+    let tmp = TempDir::new("policy");
+    let device = SoftwareDevice::new().unwrap();
+    tmp.write(
+        "root.pem",
+        pem::encode_certificates(&[device.root_cert().to_vec()]).as_bytes(),
+    );
+    let policy = tmp.write(
+        "policy.toml",
+        b"[trust]\ngoogle_roots = false\nextra_roots = [\"root.pem\"]\n\n[defaults]\nmin_os_patch_level = 202601\n\n[workflows.sensitive_channel]\nmin_security_level = \"strongbox\"\n",
+    );
+    let out = run(&["policy", "check", s(&policy)]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("sha256 ") && text.contains("configured:"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("google-rsa4096"),
+        "google_roots = false: {text}"
+    );
+
+    let chain = tmp.write(
+        "c.pem",
+        pem::encode_certificates(&device.attest(b"c").unwrap().chain).as_bytes(),
+    );
+    let out = run(&[
+        "verify",
+        "--chain",
+        s(&chain),
+        "--policy",
+        s(&policy),
+        "--workflow",
+        "release_channel",
+        "--at",
+        AT,
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = &lines(&out)[0];
+    assert_eq!(v["decision"], "eligible");
+    assert_eq!(v["reasons"], serde_json::json!([]));
+    assert_eq!(v["policy_hash"].as_str().unwrap().len(), 64);
+
+    let out = run(&[
+        "verify",
+        "--chain",
+        s(&chain),
+        "--policy",
+        s(&policy),
+        "--workflow",
+        "sensitive_channel",
+        "--at",
+        AT,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = &lines(&out)[0];
+    assert_eq!(v["verdict"], "valid");
+    assert_eq!(v["decision"], "ineligible");
+    assert_eq!(v["reasons"], serde_json::json!(["eligibility_failure"]));
+
+    // Invalid policies and flags.
+    let bad = tmp.write("bad.toml", b"[defaults]\nmin_os_patch_level = 2026\n");
+    let out = run(&["policy", "check", s(&bad)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("defaults.min_os_patch_level"));
+    let missing_root = tmp.write("p2.toml", b"[trust]\nextra_roots = [\"nope.pem\"]\n");
+    assert_eq!(
+        run(&["policy", "check", s(&missing_root)]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["verify", "--chain", s(&chain), "--policy", s(&policy)])
+            .status
+            .code(),
+        Some(2),
+        "--policy needs --workflow"
+    );
+    assert_eq!(
+        run(&[
+            "verify",
+            "--chain",
+            s(&chain),
+            "--policy",
+            s(&policy),
+            "--workflow",
+            "nightly"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+}
