@@ -111,21 +111,32 @@ impl Tag {
             number,
         }
     }
-    pub(crate) const BOOLEAN: Tag = Tag::universal(1);
-    pub(crate) const INTEGER: Tag = Tag::universal(2);
-    pub(crate) const BIT_STRING: Tag = Tag::universal(3);
-    pub(crate) const OCTET_STRING: Tag = Tag::universal(4);
-    pub(crate) const NULL: Tag = Tag::universal(5);
-    pub(crate) const OID: Tag = Tag::universal(6);
-    pub(crate) const ENUMERATED: Tag = Tag::universal(10);
-    pub(crate) const UTC_TIME: Tag = Tag::universal(23);
-    pub(crate) const GENERALIZED_TIME: Tag = Tag::universal(24);
-    pub(crate) const SEQUENCE: Tag = Tag {
+    /// BOOLEAN.
+    pub const BOOLEAN: Tag = Tag::universal(1);
+    /// INTEGER.
+    pub const INTEGER: Tag = Tag::universal(2);
+    /// BIT STRING.
+    pub const BIT_STRING: Tag = Tag::universal(3);
+    /// OCTET STRING.
+    pub const OCTET_STRING: Tag = Tag::universal(4);
+    /// NULL.
+    pub const NULL: Tag = Tag::universal(5);
+    /// OBJECT IDENTIFIER.
+    pub const OID: Tag = Tag::universal(6);
+    /// ENUMERATED.
+    pub const ENUMERATED: Tag = Tag::universal(10);
+    /// UTCTime.
+    pub const UTC_TIME: Tag = Tag::universal(23);
+    /// GeneralizedTime.
+    pub const GENERALIZED_TIME: Tag = Tag::universal(24);
+    /// SEQUENCE (OF).
+    pub const SEQUENCE: Tag = Tag {
         class: Class::Universal,
         constructed: true,
         number: 16,
     };
-    pub(crate) const SET: Tag = Tag {
+    /// SET (OF).
+    pub const SET: Tag = Tag {
         class: Class::Universal,
         constructed: true,
         number: 17,

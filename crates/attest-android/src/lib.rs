@@ -47,8 +47,8 @@ pub use keydesc::{
 pub use revocation::{
     CertificateStatus, Listing, MAX_STATUS_LIST_BYTES, StatusList, StatusListError,
 };
-pub use sig::SignatureError;
-pub use x509::{Certificate, Curve, KeyAlgorithm, SignatureAlgorithm};
+pub use sig::{SignatureError, verify_with_spki};
+pub use x509::{Certificate, Curve, KeyAlgorithm, SignatureAlgorithm, split_spki};
 
 /// Object identifiers of the extensions this crate reads, as DER content octets.
 pub mod oids {

@@ -57,3 +57,21 @@ pub fn verify(
         .verify(message, sig)
         .map_err(|_| SignatureError::Invalid)
 }
+
+/// Verifies a SHA-256 signature by the key in a SubjectPublicKeyInfo: ECDSA (ASN.1 DER
+/// signature) for EC keys, PKCS#1 v1.5 for RSA keys. This is how device proofs are checked
+/// against a pinned device key; the algorithm follows from the pinned key, never from the
+/// message.
+pub fn verify_with_spki(spki: &[u8], message: &[u8], sig: &[u8]) -> Result<(), SignatureError> {
+    let Some((key_algorithm, public_key)) = crate::x509::split_spki(spki) else {
+        return Err(SignatureError::Unsupported(
+            KeyAlgorithm::Other,
+            SignatureAlgorithm::Unsupported,
+        ));
+    };
+    let sig_alg = match key_algorithm {
+        KeyAlgorithm::Rsa => SignatureAlgorithm::RsaPkcs1Sha256,
+        _ => SignatureAlgorithm::EcdsaSha256,
+    };
+    verify(key_algorithm, &public_key, sig_alg, message, sig)
+}

@@ -432,8 +432,9 @@ fn subject_public_key(spki: &Tlv<'_>) -> Result<(KeyAlgorithm, Range<usize>), De
     Ok((algorithm, bit_string(&key, F)?))
 }
 
-/// Splits a standalone SubjectPublicKeyInfo into its algorithm and key octets.
-pub(crate) fn split_spki(spki: &[u8]) -> Option<(KeyAlgorithm, Vec<u8>)> {
+/// Splits a standalone SubjectPublicKeyInfo into its algorithm and key octets (RSAPublicKey DER
+/// for RSA, the uncompressed point for EC).
+pub fn split_spki(spki: &[u8]) -> Option<(KeyAlgorithm, Vec<u8>)> {
     let tlv = der::parse_single(
         spki,
         0,

@@ -12,6 +12,51 @@ mod time;
 pub use reason::{ReasonCode, UnknownReasonCode};
 pub use time::{CivilDate, UnixTime};
 
+/// The server clock, injected so that tests control time (nothing sleeps to test expiry).
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current instant.
+    fn now(&self) -> UnixTime;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        UnixTime::from_secs(secs)
+    }
+}
+
+/// A clock that only moves when told to: for tests and simulations.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock standing at `t`.
+    pub fn new(t: UnixTime) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(t.as_secs()))
+    }
+    /// Moves the clock to `t`.
+    pub fn set(&self, t: UnixTime) {
+        self.0
+            .store(t.as_secs(), std::sync::atomic::Ordering::SeqCst);
+    }
+    /// Moves the clock forward by `secs`.
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> UnixTime {
+        UnixTime::from_secs(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 /// The OTA workflows that eligibility is decided for. Each has its own policy section and its own
 /// token scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

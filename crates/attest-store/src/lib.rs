@@ -1,0 +1,502 @@
+//! Storage: challenges, enrolled devices and outcomes.
+//!
+//! This room owns the schema and every SQL statement. It goes through sqlx's `Any` driver with
+//! portable SQL (`$n` placeholders, `DELETE ... RETURNING`, `BIGINT` columns), so the same code
+//! serves the embedded SQLite default and PostgreSQL; only the DDL differs per backend
+//! (`migrations/<backend>/`).
+//!
+//! What is stored (and what is not) is part of the privacy promise: no certificate, serial,
+//! attestation id or raw evidence; pins, handles and policy outcomes only.
+
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::str::FromStr;
+
+use attest_core::UnixTime;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+/// Storage failures (the database is unreachable, full, or returned something unexpected).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The URL names a database we do not support.
+    #[error("unsupported database URL (sqlite:// is supported)")]
+    UnsupportedUrl,
+    /// A stored value is not what this code wrote.
+    #[error("corrupt row: {0}")]
+    Corrupt(&'static str),
+    /// The data directory could not be created.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A challenge as issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChallengeRecord {
+    /// Public identifier.
+    pub id: String,
+    /// The 32 random bytes the device must attest.
+    pub nonce: Vec<u8>,
+    /// Workflow it was issued for (wire name).
+    pub workflow: String,
+    /// Resource it was issued for ("" for none).
+    pub resource: String,
+    /// Device handle it was issued to, if any.
+    pub device_handle: Option<String>,
+    /// Issue time.
+    pub created_at: UnixTime,
+    /// Expiry.
+    pub expires_at: UnixTime,
+}
+
+/// Whether an enrolled device may still attest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceStatus {
+    /// Enrolled and usable.
+    Active,
+    /// Revoked by an operator.
+    Revoked,
+}
+
+impl DeviceStatus {
+    /// Stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Revoked => "revoked",
+        }
+    }
+}
+
+impl FromStr for DeviceStatus {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "active" => Ok(DeviceStatus::Active),
+            "revoked" => Ok(DeviceStatus::Revoked),
+            _ => Err(StoreError::Corrupt("device status")),
+        }
+    }
+}
+
+/// An enrolled device: its pins and high-water marks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRecord {
+    /// Pseudonymous handle (HMAC of the device key).
+    pub handle: String,
+    /// The device key K_dev (SubjectPublicKeyInfo DER).
+    pub key_spki: Vec<u8>,
+    /// Pinned verified boot key.
+    pub boot_key: Vec<u8>,
+    /// Pinned security level (1 TEE, 2 StrongBox).
+    pub security_level: i64,
+    /// Highest osVersion seen.
+    pub os_version: i64,
+    /// Highest osPatchLevel seen (YYYYMMDD, 0 = none).
+    pub os_patch_level: i64,
+    /// Highest vendorPatchLevel seen (YYYYMMDD, 0 = none).
+    pub vendor_patch_level: i64,
+    /// Highest bootPatchLevel seen (YYYYMMDD, 0 = none).
+    pub boot_patch_level: i64,
+    /// Model named by the policy's device entry, if any.
+    pub model: Option<String>,
+    /// Active or revoked.
+    pub status: DeviceStatus,
+    /// Enrollment time.
+    pub enrolled_at: UnixTime,
+    /// Last change.
+    pub updated_at: UnixTime,
+}
+
+/// One decision, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutcomeRecord {
+    /// The device, when known.
+    pub device_handle: Option<String>,
+    /// Workflow (wire name).
+    pub workflow: String,
+    /// Resource ("" for none).
+    pub resource: String,
+    /// `eligible` or `ineligible`.
+    pub decision: String,
+    /// Reason codes (wire names).
+    pub reasons: Vec<String>,
+    /// SHA-256 of the deciding policy.
+    pub policy_hash: String,
+    /// Decision time.
+    pub created_at: UnixTime,
+}
+
+/// One row of an outcome count.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OutcomeCount {
+    /// Workflow.
+    pub workflow: String,
+    /// Decision.
+    pub decision: String,
+    /// A reason code, or `""` for decisions without reasons.
+    pub reason: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// New high-water marks after an eligible attestation (only ever raised).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HighWater {
+    /// osVersion.
+    pub os_version: i64,
+    /// osPatchLevel, YYYYMMDD.
+    pub os_patch_level: i64,
+    /// vendorPatchLevel, YYYYMMDD.
+    pub vendor_patch_level: i64,
+    /// bootPatchLevel, YYYYMMDD.
+    pub boot_patch_level: i64,
+}
+
+/// Which database engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite (WAL).
+    Sqlite,
+}
+
+/// The store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_initial.sql"))];
+
+fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(col).map_err(StoreError::from)
+}
+
+fn device_from_row(row: &AnyRow) -> Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        handle: get(row, "handle")?,
+        key_spki: get(row, "key_spki")?,
+        boot_key: get(row, "boot_key")?,
+        security_level: get(row, "security_level")?,
+        os_version: get(row, "os_version")?,
+        os_patch_level: get(row, "os_patch_level")?,
+        vendor_patch_level: get(row, "vendor_patch_level")?,
+        boot_patch_level: get(row, "boot_patch_level")?,
+        model: get(row, "model")?,
+        status: get::<String>(row, "status")?.parse()?,
+        enrolled_at: UnixTime::from_secs(get(row, "enrolled_at")?),
+        updated_at: UnixTime::from_secs(get(row, "updated_at")?),
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database `attest.db` in `dir`.
+    pub async fn open_sqlite_dir(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("attest.db");
+        Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Connects to a database URL and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Concurrent writers wait instead of failing; WAL lets readers run
+                        // beside the single writer.
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        if backend == Backend::Sqlite {
+            pool.execute("PRAGMA journal_mode = WAL").await?;
+        }
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The engine in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.pool
+            .execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .await?;
+        let migrations = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+        };
+        for (version, sql) in migrations {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if done.is_some() {
+                continue;
+            }
+            // Comments are whole lines starting with `--`; statements end with `;`.
+            let code: String = sql
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            for statement in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                tx.execute(statement).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(0_i64)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Stores a new challenge.
+    pub async fn insert_challenge(&self, c: &ChallengeRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO challenges (id, nonce, workflow, resource, device_handle, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&c.id)
+        .bind(&c.nonce)
+        .bind(&c.workflow)
+        .bind(&c.resource)
+        .bind(&c.device_handle)
+        .bind(c.created_at.as_secs())
+        .bind(c.expires_at.as_secs())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes and returns a challenge in one atomic statement: of any number of concurrent
+    /// callers with the same id, exactly one gets it. Expired challenges are returned too (and
+    /// removed); the caller decides.
+    pub async fn consume_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>> {
+        let row = sqlx::query(
+            "DELETE FROM challenges WHERE id = $1 RETURNING id, nonce, workflow, resource, device_handle, created_at, expires_at",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(ChallengeRecord {
+                id: get(&row, "id")?,
+                nonce: get(&row, "nonce")?,
+                workflow: get(&row, "workflow")?,
+                resource: get(&row, "resource")?,
+                device_handle: get(&row, "device_handle")?,
+                created_at: UnixTime::from_secs(get(&row, "created_at")?),
+                expires_at: UnixTime::from_secs(get(&row, "expires_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    /// A device by handle.
+    pub async fn device(&self, handle: &str) -> Result<Option<DeviceRecord>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE handle = $1")
+            .bind(handle)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    /// Records an enrollment: the new device and its outcome, together or not at all. Returns
+    /// `false` (and stores only the outcome) when the key or handle is already enrolled.
+    pub async fn enroll(&self, device: &DeviceRecord, outcome: &OutcomeRecord) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT handle FROM devices WHERE handle = $1 OR key_spki = $2")
+            .bind(&device.handle)
+            .bind(&device.key_spki)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            sqlx::query(
+                "INSERT INTO devices (handle, key_spki, boot_key, security_level, os_version, os_patch_level, vendor_patch_level, boot_patch_level, model, status, enrolled_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&device.handle)
+            .bind(&device.key_spki)
+            .bind(&device.boot_key)
+            .bind(device.security_level)
+            .bind(device.os_version)
+            .bind(device.os_patch_level)
+            .bind(device.vendor_patch_level)
+            .bind(device.boot_patch_level)
+            .bind(&device.model)
+            .bind(device.status.as_str())
+            .bind(device.enrolled_at.as_secs())
+            .bind(device.updated_at.as_secs())
+            .execute(&mut *tx)
+            .await?;
+        }
+        insert_outcome(&mut tx, outcome).await?;
+        tx.commit().await?;
+        Ok(!exists)
+    }
+
+    /// Records an outcome, raising the device's high-water marks in the same transaction when
+    /// given (values only ever go up).
+    pub async fn record(
+        &self,
+        outcome: &OutcomeRecord,
+        raise: Option<(&str, HighWater)>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((handle, hw)) = raise {
+            sqlx::query(
+                "UPDATE devices SET \
+                 os_version = CASE WHEN $2 > os_version THEN $2 ELSE os_version END, \
+                 os_patch_level = CASE WHEN $3 > os_patch_level THEN $3 ELSE os_patch_level END, \
+                 vendor_patch_level = CASE WHEN $4 > vendor_patch_level THEN $4 ELSE vendor_patch_level END, \
+                 boot_patch_level = CASE WHEN $5 > boot_patch_level THEN $5 ELSE boot_patch_level END, \
+                 updated_at = $6 WHERE handle = $1",
+            )
+            .bind(handle)
+            .bind(hw.os_version)
+            .bind(hw.os_patch_level)
+            .bind(hw.vendor_patch_level)
+            .bind(hw.boot_patch_level)
+            .bind(outcome.created_at.as_secs())
+            .execute(&mut *tx)
+            .await?;
+        }
+        insert_outcome(&mut tx, outcome).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a device's status; `false` when no such device.
+    pub async fn set_device_status(
+        &self,
+        handle: &str,
+        status: DeviceStatus,
+        at: UnixTime,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE devices SET status = $2, updated_at = $3 WHERE handle = $1")
+            .bind(handle)
+            .bind(status.as_str())
+            .bind(at.as_secs())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Outcome counts by workflow, decision and reason for `from <= created_at < to`. A decision
+    /// with several reasons counts once under each.
+    pub async fn outcome_counts(&self, from: UnixTime, to: UnixTime) -> Result<Vec<OutcomeCount>> {
+        let rows = sqlx::query(
+            "SELECT workflow, decision, reasons, COUNT(*) AS n FROM outcomes WHERE created_at >= $1 AND created_at < $2 GROUP BY workflow, decision, reasons",
+        )
+        .bind(from.as_secs())
+        .bind(to.as_secs())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts: std::collections::BTreeMap<(String, String, String), i64> =
+            Default::default();
+        for row in &rows {
+            let workflow: String = get(row, "workflow")?;
+            let decision: String = get(row, "decision")?;
+            let reasons: String = get(row, "reasons")?;
+            let n: i64 = get(row, "n")?;
+            let mut split: Vec<&str> = reasons.split(',').filter(|r| !r.is_empty()).collect();
+            if split.is_empty() {
+                split.push("");
+            }
+            for r in split {
+                *counts
+                    .entry((workflow.clone(), decision.clone(), r.to_owned()))
+                    .or_default() += n;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((workflow, decision, reason), count)| OutcomeCount {
+                workflow,
+                decision,
+                reason,
+                count,
+            })
+            .collect())
+    }
+
+    /// Deletes outcomes older than `outcomes_before` and challenges that expired before
+    /// `challenges_before`; returns how many of each.
+    pub async fn purge(
+        &self,
+        outcomes_before: UnixTime,
+        challenges_before: UnixTime,
+    ) -> Result<(u64, u64)> {
+        let o = sqlx::query("DELETE FROM outcomes WHERE created_at < $1")
+            .bind(outcomes_before.as_secs())
+            .execute(&self.pool)
+            .await?;
+        let c = sqlx::query("DELETE FROM challenges WHERE expires_at < $1")
+            .bind(challenges_before.as_secs())
+            .execute(&self.pool)
+            .await?;
+        Ok((o.rows_affected(), c.rows_affected()))
+    }
+
+    /// Closes the pool (and, for SQLite, checkpoints the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn insert_outcome(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    o: &OutcomeRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outcomes (device_handle, workflow, resource, decision, reasons, policy_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&o.device_handle)
+    .bind(&o.workflow)
+    .bind(&o.resource)
+    .bind(&o.decision)
+    .bind(o.reasons.join(","))
+    .bind(&o.policy_hash)
+    .bind(o.created_at.as_secs())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,305 @@
+//! Store tests on a real SQLite file.
+
+use super::*;
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("attest-store-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn challenge(id: &str, expires: i64) -> ChallengeRecord {
+    ChallengeRecord {
+        id: id.to_owned(),
+        nonce: vec![7; 32],
+        workflow: "enrollment".into(),
+        resource: String::new(),
+        device_handle: None,
+        created_at: UnixTime::from_secs(100),
+        expires_at: UnixTime::from_secs(expires),
+    }
+}
+
+fn device(handle: &str, key: u8) -> DeviceRecord {
+    DeviceRecord {
+        handle: handle.into(),
+        key_spki: vec![key; 91],
+        boot_key: vec![0xb0; 32],
+        security_level: 1,
+        os_version: 160_000,
+        os_patch_level: 20_260_900,
+        vendor_patch_level: 20_260_905,
+        boot_patch_level: 20_260_905,
+        model: Some("Enigm Phone 1".into()),
+        status: DeviceStatus::Active,
+        enrolled_at: UnixTime::from_secs(100),
+        updated_at: UnixTime::from_secs(100),
+    }
+}
+
+fn outcome(
+    handle: Option<&str>,
+    workflow: &str,
+    decision: &str,
+    reasons: &[&str],
+    at: i64,
+) -> OutcomeRecord {
+    OutcomeRecord {
+        device_handle: handle.map(str::to_owned),
+        workflow: workflow.into(),
+        resource: String::new(),
+        decision: decision.into(),
+        reasons: reasons.iter().map(|r| (*r).to_owned()).collect(),
+        policy_hash: "ab".repeat(32),
+        created_at: UnixTime::from_secs(at),
+    }
+}
+
+#[tokio::test]
+async fn a_challenge_is_consumed_once() {
+    let dir = TempDir::new("once");
+    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    store.insert_challenge(&challenge("c1", 200)).await.unwrap();
+    assert_eq!(
+        store.consume_challenge("c1").await.unwrap(),
+        Some(challenge("c1", 200))
+    );
+    assert_eq!(store.consume_challenge("c1").await.unwrap(), None);
+    assert_eq!(store.consume_challenge("never").await.unwrap(), None);
+    assert!(store.insert_challenge(&challenge("c2", 200)).await.is_ok());
+    assert!(
+        store.insert_challenge(&challenge("c2", 200)).await.is_err(),
+        "ids are unique"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_consumers_race_and_one_wins() {
+    let dir = TempDir::new("race");
+    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    store
+        .insert_challenge(&challenge("race", 200))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.consume_challenge("race").await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(winners, 1);
+}
+
+#[tokio::test]
+async fn enrollment_is_unique_per_key_and_outcomes_are_kept() {
+    let dir = TempDir::new("enroll");
+    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    let d = device("dh_a", 1);
+    assert!(
+        store
+            .enroll(
+                &d,
+                &outcome(Some("dh_a"), "enrollment", "eligible", &[], 100)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .enroll(
+                &d,
+                &outcome(
+                    Some("dh_a"),
+                    "enrollment",
+                    "ineligible",
+                    &["enrollment_binding_failed"],
+                    101
+                )
+            )
+            .await
+            .unwrap()
+    );
+    let mut other_handle_same_key = device("dh_b", 1);
+    other_handle_same_key.model = None;
+    assert!(
+        !store
+            .enroll(
+                &other_handle_same_key,
+                &outcome(None, "enrollment", "ineligible", &[], 102)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.device("dh_a").await.unwrap(), Some(d));
+    assert_eq!(store.device("dh_b").await.unwrap(), None);
+    let counts = store
+        .outcome_counts(UnixTime::from_secs(0), UnixTime::from_secs(1000))
+        .await
+        .unwrap();
+    assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), 3);
+}
+
+#[tokio::test]
+async fn high_water_marks_only_rise_and_status_changes() {
+    let dir = TempDir::new("hw");
+    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    store
+        .enroll(
+            &device("dh", 2),
+            &outcome(Some("dh"), "enrollment", "eligible", &[], 100),
+        )
+        .await
+        .unwrap();
+    let hw = HighWater {
+        os_version: 170_000,
+        os_patch_level: 20_261_000,
+        vendor_patch_level: 20_260_101,
+        boot_patch_level: 20_261_005,
+    };
+    store
+        .record(
+            &outcome(Some("dh"), "registration", "eligible", &[], 150),
+            Some(("dh", hw)),
+        )
+        .await
+        .unwrap();
+    let d = store.device("dh").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            d.os_version,
+            d.os_patch_level,
+            d.vendor_patch_level,
+            d.boot_patch_level
+        ),
+        (170_000, 20_261_000, 20_260_905, 20_261_005)
+    );
+    assert_eq!(d.updated_at, UnixTime::from_secs(150));
+    assert!(
+        store
+            .set_device_status("dh", DeviceStatus::Revoked, UnixTime::from_secs(160))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.device("dh").await.unwrap().unwrap().status,
+        DeviceStatus::Revoked
+    );
+    assert!(
+        !store
+            .set_device_status("nobody", DeviceStatus::Revoked, UnixTime::from_secs(160))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn counts_split_reasons_and_purge_respects_retention() {
+    let dir = TempDir::new("counts");
+    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    store
+        .record(
+            &outcome(
+                None,
+                "registration",
+                "ineligible",
+                &["ineligible_build", "patch_level_too_old"],
+                10,
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .record(
+            &outcome(
+                None,
+                "registration",
+                "ineligible",
+                &["ineligible_build"],
+                20,
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .record(&outcome(None, "registration", "eligible", &[], 30), None)
+        .await
+        .unwrap();
+    store.insert_challenge(&challenge("old", 5)).await.unwrap();
+    store
+        .insert_challenge(&challenge("new", 500))
+        .await
+        .unwrap();
+    let counts = store
+        .outcome_counts(UnixTime::from_secs(0), UnixTime::from_secs(25))
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str, i64)> = counts
+        .iter()
+        .map(|c| (c.decision.as_str(), c.reason.as_str(), c.count))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("ineligible", "ineligible_build", 2),
+            ("ineligible", "patch_level_too_old", 1)
+        ]
+    );
+    assert_eq!(
+        store
+            .purge(UnixTime::from_secs(15), UnixTime::from_secs(100))
+            .await
+            .unwrap(),
+        (1, 1)
+    );
+    assert_eq!(store.consume_challenge("old").await.unwrap(), None);
+    assert!(store.consume_challenge("new").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_migrations_run_once() {
+    let dir = TempDir::new("reopen");
+    {
+        let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+        store
+            .enroll(
+                &device("dh", 3),
+                &outcome(Some("dh"), "enrollment", "eligible", &[], 100),
+            )
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    assert!(store.device("dh").await.unwrap().is_some());
+    store.ping().await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    assert!(matches!(
+        Store::connect("mysql://x").await,
+        Err(StoreError::UnsupportedUrl)
+    ));
+}
