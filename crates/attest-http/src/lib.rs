@@ -1,0 +1,447 @@
+//! The HTTP edge: extract, call the service, map the result.
+//!
+//! This room owns the wire format (DTOs, `openapi.json`), the one error envelope
+//! `{"error": {"code", "message"}}` used for every failure (malformed JSON, oversized bodies,
+//! unknown routes included), admin authentication, request logging and metrics. Internal details
+//! go to the log, never to clients.
+
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use attest_core::{ReasonCode, UnixTime};
+use attest_service::{AttestationRequest, ChallengeRequest, Service, ServiceError};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+mod metrics;
+
+pub use metrics::Metrics;
+
+/// Largest request body accepted (a 10-certificate chain in base64 fits several times over).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The published API description.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Every route: method, path template, whether it is an admin route.
+pub const ROUTES: &[(&str, &str, bool)] = &[
+    ("POST", "/v1/challenges", false),
+    ("POST", "/v1/attestations", false),
+    ("GET", "/v1/jwks", false),
+    ("GET", "/healthz", false),
+    ("GET", "/readyz", false),
+    ("GET", "/metrics", false),
+    ("GET", "/openapi.json", false),
+    ("GET", "/admin/v1/devices/{handle}", true),
+    ("POST", "/admin/v1/devices/{handle}/revoke", true),
+    ("GET", "/admin/v1/outcomes", true),
+    ("POST", "/admin/v1/policy/reload", true),
+    ("PUT", "/admin/v1/status-list", true),
+];
+
+/// Shared state of the router.
+#[derive(Clone)]
+pub struct AppState {
+    service: Arc<Service>,
+    metrics: Arc<Metrics>,
+    admin_token_hashes: Arc<Vec<[u8; 32]>>,
+    test_trust: Arc<Vec<String>>,
+}
+
+impl AppState {
+    /// State for `service`; admin bearer tokens are given as SHA-256 digests (never in clear).
+    /// `test_trust` names test-only anchors in force (shown by `/readyz`, loudly).
+    pub fn new(service: Arc<Service>, admin_token_hashes: Vec<[u8; 32]>, test_trust: Vec<String>) -> AppState {
+        AppState {
+            service,
+            metrics: Arc::new(Metrics::default()),
+            admin_token_hashes: Arc::new(admin_token_hashes),
+            test_trust: Arc::new(test_trust),
+        }
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// An error response with the stable envelope.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut resp = (self.status, body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+fn reason_status(code: ReasonCode) -> StatusCode {
+    match code {
+        ReasonCode::ReplayAttempt => StatusCode::CONFLICT,
+        ReasonCode::StaleAttestation => StatusCode::GONE,
+        ReasonCode::MalformedEvidence => StatusCode::BAD_REQUEST,
+        _ => StatusCode::FORBIDDEN,
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        match e {
+            ServiceError::Refused { code, message } => ApiError::new(reason_status(code), code.as_str(), message),
+            ServiceError::InvalidRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+            ServiceError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+            ServiceError::Store(err) => {
+                tracing::error!(error = %err, "storage failure");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable; retry later")
+            }
+            ServiceError::Internal(m) => {
+                tracing::error!(error = %m, "internal failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+            }
+        }
+    }
+}
+
+/// Maps a JSON extraction failure to the envelope, with `code` for malformed bodies.
+fn json_error(rejection: JsonRejection, code: &'static str) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    let status = if rejection.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    ApiError::new(status, code, rejection.body_text())
+}
+
+/// The router. Tests drive it in memory or over real HTTP.
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/admin/v1/devices/{handle}", get(admin_device))
+        .route("/admin/v1/devices/{handle}/revoke", post(admin_revoke))
+        .route("/admin/v1/outcomes", get(admin_outcomes))
+        .route("/admin/v1/policy/reload", post(admin_reload))
+        .route("/admin/v1/status-list", put(admin_status_list))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/v1/challenges", post(create_challenge))
+        .route("/v1/attestations", post(attest))
+        .route("/v1/jwks", get(jwks))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .merge(admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+}
+
+/// One log line and one latency observation per request.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let elapsed = started.elapsed();
+    state.metrics.observe_latency(&route, elapsed.as_secs_f64());
+    let outcome = resp.extensions().get::<Outcome>().cloned();
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status = resp.status().as_u16(),
+        micros = elapsed.as_micros() as u64,
+        workflow = outcome.as_ref().map_or("", |o| o.workflow),
+        decision = outcome.as_ref().map_or("", |o| o.decision),
+        reasons = %outcome.as_ref().map_or_else(String::new, |o| o.reasons.join(",")),
+        "request"
+    );
+    resp
+}
+
+/// What an attestation decided, attached to the response for logs and metrics.
+#[derive(Clone, Debug)]
+struct Outcome {
+    workflow: &'static str,
+    decision: &'static str,
+    reasons: Vec<&'static str>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChallengeBody {
+    workflow: String,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    device_handle: Option<String>,
+}
+
+async fn create_challenge(
+    State(state): State<AppState>,
+    body: Result<Json<ChallengeBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|r| json_error(r, "invalid_request"))?;
+    let issued = state
+        .service
+        .create_challenge(ChallengeRequest {
+            workflow: body.workflow,
+            resource: body.resource,
+            device_handle: body.device_handle,
+        })
+        .await?;
+    let expires_at = issued.expires_at.to_rfc3339().unwrap_or_default();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"challenge_id": issued.challenge_id, "nonce": issued.nonce, "expires_at": expires_at})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttestationBody {
+    challenge_id: String,
+    certificate_chain: Vec<String>,
+    #[serde(default)]
+    device_handle: Option<String>,
+    #[serde(default)]
+    proof: Option<String>,
+}
+
+async fn attest(
+    State(state): State<AppState>,
+    body: Result<Json<AttestationBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|r| json_error(r, "malformed_evidence"))?;
+    if body.certificate_chain.len() > attest_service::MAX_CHAIN_CERTIFICATES {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_evidence",
+            format!("more than {} certificates", attest_service::MAX_CHAIN_CERTIFICATES),
+        ));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut chain = Vec::with_capacity(body.certificate_chain.len());
+    for (i, c) in body.certificate_chain.iter().enumerate() {
+        chain.push(b64.decode(c).map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_evidence", format!("certificate_chain[{i}] is not base64"))
+        })?);
+    }
+    let proof = match &body.proof {
+        None => None,
+        Some(p) => Some(attest_token_b64url(p).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "request_binding_failed", "proof is not base64url")
+        })?),
+    };
+    let r = state
+        .service
+        .attest(AttestationRequest {
+            challenge_id: body.challenge_id,
+            certificate_chain: chain,
+            device_handle: body.device_handle,
+            proof,
+        })
+        .await?;
+    let decision = if r.eligible { "eligible" } else { "ineligible" };
+    let reasons: Vec<&'static str> = r.reasons.iter().map(|c| c.as_str()).collect();
+    state.metrics.count_decision(r.workflow.as_str(), decision, &reasons);
+    let mut resp = Json(json!({
+        "decision": decision,
+        "reasons": reasons,
+        "device_handle": r.device_handle,
+        "token": r.token,
+        "result": r.result,
+    }))
+    .into_response();
+    resp.extensions_mut().insert(Outcome {
+        workflow: r.workflow.as_str(),
+        decision,
+        reasons,
+    });
+    Ok(resp)
+}
+
+fn attest_token_b64url(s: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
+}
+
+async fn jwks(State(state): State<AppState>) -> Json<Value> {
+    Json(state.service.jwks())
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let trust = state.service.trust();
+    let db = state.service.store().ping().await;
+    let body = json!({
+        "status": if db.is_ok() { "ready" } else { "unavailable" },
+        "database": if db.is_ok() { "ok" } else { "unreachable" },
+        "policy_hash": trust.policy.hash(),
+        "anchors": trust.anchor_names(),
+        "status_list_entries": trust.status_list.as_ref().map(|l| l.len()),
+        "test_only_trust": *state.test_trust,
+    });
+    let status = if db.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Admin routes need `Authorization: Bearer <token>` whose SHA-256 matches a configured digest
+/// (compared in constant time).
+async fn require_admin(State(state): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = presented.is_some_and(|token| {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        // Check every configured digest so timing does not tell which one matched.
+        state.admin_token_hashes.iter().fold(false, |found, h| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(h, digest.as_ref()).is_ok() | found
+        })
+    });
+    if !ok {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin routes need a valid bearer token")
+            .into_response();
+    }
+    next.run(req).await
+}
+
+async fn admin_device(State(state): State<AppState>, Path(handle): Path<String>) -> Result<Json<Value>, ApiError> {
+    let d = state.service.device(&handle).await?;
+    Ok(Json(json!({
+        "device_handle": d.handle,
+        "status": d.status.as_str(),
+        "model": d.model,
+        "security_level": match d.security_level { 2 => "strongbox", _ => "tee" },
+        "verified_boot_key": attest_service_hex(&d.boot_key),
+        "key_sha256": attest_service::key_fingerprint(&d.key_spki),
+        "os_version": d.os_version,
+        "os_patch_level": d.os_patch_level,
+        "vendor_patch_level": d.vendor_patch_level,
+        "boot_patch_level": d.boot_patch_level,
+        "enrolled_at": d.enrolled_at.to_rfc3339(),
+        "updated_at": d.updated_at.to_rfc3339(),
+    })))
+}
+
+fn attest_service_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn admin_revoke(State(state): State<AppState>, Path(handle): Path<String>) -> Result<Json<Value>, ApiError> {
+    state.service.revoke_device(&handle).await?;
+    tracing::warn!(device_handle = %handle, "device revoked by operator");
+    Ok(Json(json!({"device_handle": handle, "status": "revoked"})))
+}
+
+#[derive(Deserialize)]
+struct Range {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn admin_outcomes(
+    State(state): State<AppState>,
+    range: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(range) = range.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let parse = |v: &Option<String>, default: UnixTime, name: &str| -> Result<UnixTime, ApiError> {
+        match v {
+            None => Ok(default),
+            Some(s) => UnixTime::parse_rfc3339(s).ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("`{name}` is not an RFC 3339 instant"))
+            }),
+        }
+    };
+    let now = state.service.now();
+    let from = parse(&range.from, now.saturating_add_secs(-86_400), "from")?;
+    let to = parse(&range.to, now.saturating_add_secs(1), "to")?;
+    let counts = state.service.outcome_counts(from, to).await?;
+    Ok(Json(json!({
+        "from": from.to_rfc3339(),
+        "to": to.to_rfc3339(),
+        "counts": counts.iter().map(|c| json!({
+            "workflow": c.workflow, "decision": c.decision,
+            "reason": if c.reason.is_empty() { Value::Null } else { json!(c.reason) },
+            "count": c.count,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+async fn admin_reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let hash = state.service.reload_policy()?;
+    tracing::warn!(policy_hash = %hash, "policy reloaded");
+    Ok(Json(json!({"policy_hash": hash})))
+}
+
+async fn admin_status_list(State(state): State<AppState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let n = state.service.replace_status_list(&body)?;
+    tracing::warn!(entries = n, "status list replaced");
+    Ok(Json(json!({"entries": n})))
+}

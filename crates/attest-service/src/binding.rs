@@ -1,0 +1,106 @@
+//! Binding fresh evidence to the enrolled device (docs/protocol.md, "Proof").
+//!
+//! After enrollment, every attestation comes with a fresh key K_eph attested against the new
+//! nonce, and a proof: a signature by the enrolled device key K_dev over the bytes of
+//! [`proof_message`]. A valid chain relayed from another device fails here, because only the
+//! enrolled device holds K_dev; and the fresh evidence must match the pins taken at enrollment
+//! and may not go backwards.
+
+use attest_android::{Claims, verify_with_spki};
+use attest_core::ReasonCode;
+use attest_store::{ChallengeRecord, DeviceRecord, DeviceStatus};
+use attest_token::b64url;
+use aws_lc_rs::digest;
+
+/// The exact bytes K_dev signs: UTF-8 lines joined by `\n`, with a trailing `\n`:
+///
+/// ```text
+/// enigm-attest proof v1
+/// <challenge_id>
+/// <nonce, base64url as issued>
+/// <workflow>
+/// <resource, empty line when none>
+/// <SHA-256 of K_eph's SubjectPublicKeyInfo, lowercase hex>
+/// ```
+pub fn proof_message(challenge_id: &str, nonce: &[u8], workflow: &str, resource: &str, fresh_key_spki: &[u8]) -> Vec<u8> {
+    let key_hash = attest_android::hex(digest::digest(&digest::SHA256, fresh_key_spki).as_ref());
+    format!(
+        "enigm-attest proof v1\n{challenge_id}\n{}\n{workflow}\n{resource}\n{key_hash}\n",
+        b64url(nonce)
+    )
+    .into_bytes()
+}
+
+pub(crate) struct Inputs<'a> {
+    pub challenge: &'a ChallengeRecord,
+    pub request_handle: Option<&'a str>,
+    pub device: Option<&'a DeviceRecord>,
+    pub proof: Option<&'a [u8]>,
+    pub claims: &'a Claims,
+    pub fresh_key: &'a [u8],
+}
+
+pub(crate) struct Bound {
+    /// The enrolled device, when the proof bound the evidence to it.
+    pub device: Option<DeviceRecord>,
+    pub reasons: Vec<ReasonCode>,
+}
+
+fn level(l: attest_android::SecurityLevel) -> i64 {
+    match l {
+        attest_android::SecurityLevel::Software => 0,
+        attest_android::SecurityLevel::TrustedEnvironment => 1,
+        attest_android::SecurityLevel::StrongBox => 2,
+    }
+}
+
+/// Checks handle, proof, status and pins. Every failing check adds its reason.
+pub(crate) fn check(i: Inputs<'_>) -> Bound {
+    let mut reasons = Vec::new();
+    let fail = |reasons: &mut Vec<ReasonCode>, r| reasons.push(r);
+    let Some(handle) = i.request_handle else {
+        fail(&mut reasons, ReasonCode::DeviceHandleMismatch);
+        return Bound { device: None, reasons };
+    };
+    if i.challenge.device_handle.as_deref() != Some(handle) {
+        // The challenge was issued to another device (or to none).
+        fail(&mut reasons, ReasonCode::DeviceHandleMismatch);
+    }
+    let Some(device) = i.device else {
+        fail(&mut reasons, ReasonCode::DeviceHandleMismatch);
+        return Bound { device: None, reasons };
+    };
+    let message = proof_message(
+        &i.challenge.id,
+        &i.challenge.nonce,
+        &i.challenge.workflow,
+        &i.challenge.resource,
+        i.fresh_key,
+    );
+    let proven = i.proof.is_some_and(|p| verify_with_spki(&device.key_spki, &message, p).is_ok());
+    if !proven {
+        fail(&mut reasons, ReasonCode::RequestBindingFailed);
+        return Bound { device: None, reasons };
+    }
+    if device.status == DeviceStatus::Revoked {
+        fail(&mut reasons, ReasonCode::DeviceRevoked);
+    }
+    let c = i.claims;
+    match &c.root_of_trust {
+        Some(rot) if rot.verified_boot_key == device.boot_key => {}
+        _ => fail(&mut reasons, ReasonCode::EnrollmentBindingFailed),
+    }
+    let ymd = |p: Option<attest_android::PatchLevel>| p.map_or(0, |p| p.year_month_day());
+    let went_down = level(c.security_level) < device.security_level
+        || c.os_version.unwrap_or(0) < device.os_version
+        || ymd(c.os_patch_level) < device.os_patch_level
+        || ymd(c.vendor_patch_level) < device.vendor_patch_level
+        || ymd(c.boot_patch_level) < device.boot_patch_level;
+    if went_down {
+        fail(&mut reasons, ReasonCode::Downgrade);
+    }
+    Bound {
+        device: Some(device.clone()),
+        reasons,
+    }
+}

@@ -1,0 +1,702 @@
+//! The use cases of enigm-attest: issue a challenge, appraise an attestation, enroll and pin a
+//! device, decide with the policy, sign results and tokens; plus the admin operations.
+//!
+//! This room owns the order of operations and the binding rules (docs/protocol.md). It reads
+//! the clock once per request and passes that instant down; it knows nothing of HTTP. The
+//! challenge is consumed atomically before anything else, so a nonce is spent even when the
+//! evidence then fails.
+
+#![forbid(unsafe_code)]
+
+use std::sync::{Arc, RwLock};
+
+use attest_android::{Claims, Rejection, SecurityLevel, StatusList, TrustAnchors, VerifiedEvidence, Verifier};
+use attest_core::{Clock, ReasonCode, UnixTime, Workflow};
+use attest_policy::{Decision, Policy};
+use attest_store::{ChallengeRecord, DeviceRecord, DeviceStatus, HighWater, OutcomeCount, OutcomeRecord, Store, StoreError};
+use attest_token::{Signer, b64url};
+use aws_lc_rs::{digest, hmac, rand};
+use serde_json::{Value, json};
+
+mod binding;
+
+pub use binding::proof_message;
+
+/// Most certificates accepted in one request (checked before decoding).
+pub const MAX_CHAIN_CERTIFICATES: usize = 10;
+/// Longest resource name.
+pub const MAX_RESOURCE_LEN: usize = 256;
+
+/// Tunables of the service.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// How long a challenge may be answered.
+    pub challenge_ttl_secs: i64,
+    /// Lifetime of eligibility tokens.
+    pub token_ttl_secs: i64,
+    /// Lifetime of signed results.
+    pub result_ttl_secs: i64,
+    /// How long outcomes are kept.
+    pub outcome_retention_secs: i64,
+    /// `iss` of results and tokens.
+    pub issuer: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            challenge_ttl_secs: 120,
+            token_ttl_secs: 300,
+            result_ttl_secs: 300,
+            outcome_retention_secs: 30 * 86_400,
+            issuer: "enigm-attest".to_owned(),
+        }
+    }
+}
+
+/// What the verifier trusts and how it decides; replaced as a whole on reload.
+#[derive(Debug)]
+pub struct Trust {
+    /// The policy in force.
+    pub policy: Policy,
+    /// The anchors in force.
+    pub anchors: TrustAnchors,
+    /// The revocation list in force.
+    pub status_list: Option<StatusList>,
+    verifier: Verifier,
+}
+
+impl Trust {
+    /// Bundles a policy, anchors and an optional status list.
+    pub fn new(policy: Policy, anchors: TrustAnchors, status_list: Option<StatusList>) -> Trust {
+        let mut verifier = Verifier::new(anchors.clone()).with_link_cache(16_384);
+        if let Some(list) = &status_list {
+            verifier = verifier.with_status_list(list.clone());
+        }
+        Trust {
+            policy,
+            anchors,
+            status_list,
+            verifier,
+        }
+    }
+
+    /// Anchor names, for logs and readiness.
+    pub fn anchor_names(&self) -> Vec<String> {
+        self.anchors.iter().map(|a| a.id().name()).collect()
+    }
+}
+
+/// Reloads the trust configuration from wherever it came from (the policy file).
+pub type TrustLoader = Box<dyn Fn() -> Result<Trust, String> + Send + Sync>;
+
+/// Why a request could not be appraised. A device found ineligible is not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request was refused with a stable reason code.
+    #[error("{code}: {message}")]
+    Refused {
+        /// Stable code.
+        code: ReasonCode,
+        /// Explanation for the client.
+        message: String,
+    },
+    /// A bad request that is not about evidence (unknown workflow, bad field).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No such object (admin API).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Storage failed; details go to the log only.
+    #[error("storage unavailable")]
+    Store(#[from] StoreError),
+    /// Something else failed inside the service.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn refused(code: ReasonCode, message: impl Into<String>) -> ServiceError {
+    ServiceError::Refused {
+        code,
+        message: message.into(),
+    }
+}
+
+/// A challenge request.
+#[derive(Clone, Debug, Default)]
+pub struct ChallengeRequest {
+    /// Workflow name.
+    pub workflow: String,
+    /// Resource (channel, artifact, build), if the workflow has one.
+    pub resource: Option<String>,
+    /// The enrolled device asking (required for every workflow but enrollment).
+    pub device_handle: Option<String>,
+}
+
+/// An issued challenge.
+#[derive(Clone, Debug)]
+pub struct IssuedChallenge {
+    /// Identifier to send back with the evidence.
+    pub challenge_id: String,
+    /// The 32-byte nonce to attest (base64url).
+    pub nonce: String,
+    /// When it stops being accepted.
+    pub expires_at: UnixTime,
+}
+
+/// An attestation request.
+#[derive(Clone, Debug, Default)]
+pub struct AttestationRequest {
+    /// The challenge being answered.
+    pub challenge_id: String,
+    /// DER certificates, leaf first.
+    pub certificate_chain: Vec<Vec<u8>>,
+    /// The enrolled device's handle (every workflow but enrollment).
+    pub device_handle: Option<String>,
+    /// Signature by the enrolled device key over [`proof_message`].
+    pub proof: Option<Vec<u8>>,
+}
+
+/// The answer to an attestation.
+#[derive(Clone, Debug)]
+pub struct AttestationResponse {
+    /// The workflow decided for.
+    pub workflow: Workflow,
+    /// Eligible or not.
+    pub eligible: bool,
+    /// Every reason (empty when eligible).
+    pub reasons: Vec<ReasonCode>,
+    /// The device's handle (new at enrollment), when the device is bound.
+    pub device_handle: Option<String>,
+    /// Eligibility token (eligible only).
+    pub token: Option<String>,
+    /// Signed result (always).
+    pub result: String,
+}
+
+/// The enrolled-device view for operators.
+#[derive(Clone, Debug)]
+pub struct DeviceView {
+    /// The stored record.
+    pub record: DeviceRecord,
+}
+
+/// The service.
+pub struct Service {
+    store: Store,
+    trust: RwLock<Arc<Trust>>,
+    loader: Option<TrustLoader>,
+    signer: Signer,
+    handle_key: hmac::Key,
+    config: ServiceConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], ServiceError> {
+    let mut b = [0u8; N];
+    rand::fill(&mut b).map_err(|_| ServiceError::Internal("randomness unavailable".into()))?;
+    Ok(b)
+}
+
+/// Normalised patch level (YYYYMMDD, 0 when absent) for pins.
+fn ymd(p: Option<attest_android::PatchLevel>) -> i64 {
+    p.map_or(0, |p| p.year_month_day())
+}
+
+fn level_number(l: SecurityLevel) -> i64 {
+    match l {
+        SecurityLevel::Software => 0,
+        SecurityLevel::TrustedEnvironment => 1,
+        SecurityLevel::StrongBox => 2,
+    }
+}
+
+impl Service {
+    /// A service over `store`, deciding with `trust`, signing with `signer`, deriving device
+    /// handles with `handle_secret` (at least 32 bytes), reading time from `clock`.
+    pub fn new(
+        store: Store,
+        trust: Trust,
+        signer: Signer,
+        handle_secret: &[u8],
+        config: ServiceConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Service {
+        Service {
+            store,
+            trust: RwLock::new(Arc::new(trust)),
+            loader: None,
+            signer,
+            handle_key: hmac::Key::new(hmac::HMAC_SHA256, handle_secret),
+            config,
+            clock,
+        }
+    }
+
+    /// Lets `reload_policy` rebuild the trust configuration with `loader`.
+    pub fn with_loader(mut self, loader: TrustLoader) -> Service {
+        self.loader = Some(loader);
+        self
+    }
+
+    /// The trust configuration in force.
+    pub fn trust(&self) -> Arc<Trust> {
+        self.trust.read().map(|t| Arc::clone(&t)).unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    fn set_trust(&self, t: Trust) {
+        let new = Arc::new(t);
+        match self.trust.write() {
+            Ok(mut guard) => *guard = new,
+            Err(p) => *p.into_inner() = new,
+        }
+    }
+
+    /// The clock.
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// The published keys.
+    pub fn jwks(&self) -> Value {
+        self.signer.jwks()
+    }
+
+    /// The store (for readiness checks).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The device handle of a device key: HMAC-SHA256 under the deployment secret.
+    pub fn device_handle(&self, key_spki: &[u8]) -> String {
+        format!("dh_{}", b64url(hmac::sign(&self.handle_key, key_spki).as_ref()))
+    }
+
+    /// Issues a single-use challenge bound to workflow, resource and handle.
+    pub async fn create_challenge(&self, req: ChallengeRequest) -> Result<IssuedChallenge, ServiceError> {
+        let now = self.clock.now();
+        let workflow = Workflow::from_name(&req.workflow)
+            .ok_or_else(|| ServiceError::InvalidRequest(format!("unknown workflow {:?}", req.workflow)))?;
+        let resource = req.resource.unwrap_or_default();
+        if resource.len() > MAX_RESOURCE_LEN {
+            return Err(ServiceError::InvalidRequest(format!("resource longer than {MAX_RESOURCE_LEN} bytes")));
+        }
+        if workflow != Workflow::Enrollment && req.device_handle.is_none() {
+            return Err(refused(
+                ReasonCode::DeviceHandleMismatch,
+                format!("workflow {workflow} needs the enrolled device's device_handle"),
+            ));
+        }
+        if workflow == Workflow::Enrollment && req.device_handle.is_some() {
+            return Err(ServiceError::InvalidRequest("enrollment challenges carry no device_handle".into()));
+        }
+        let id = format!("ch_{}", b64url(&random_bytes::<16>()?));
+        let nonce = random_bytes::<32>()?;
+        let expires_at = now.saturating_add_secs(self.config.challenge_ttl_secs);
+        self.store
+            .insert_challenge(&ChallengeRecord {
+                id: id.clone(),
+                nonce: nonce.to_vec(),
+                workflow: workflow.as_str().to_owned(),
+                resource,
+                device_handle: req.device_handle,
+                created_at: now,
+                expires_at,
+            })
+            .await?;
+        Ok(IssuedChallenge {
+            challenge_id: id,
+            nonce: b64url(&nonce),
+            expires_at,
+        })
+    }
+
+    /// Appraises evidence for the challenge it answers.
+    pub async fn attest(&self, req: AttestationRequest) -> Result<AttestationResponse, ServiceError> {
+        let now = self.clock.now();
+        // Rule 1 before anything else touches the evidence.
+        if req.certificate_chain.len() > MAX_CHAIN_CERTIFICATES {
+            return Err(refused(
+                ReasonCode::MalformedEvidence,
+                format!("more than {MAX_CHAIN_CERTIFICATES} certificates"),
+            ));
+        }
+        // The challenge is spent first, whatever follows.
+        let challenge = self
+            .store
+            .consume_challenge(&req.challenge_id)
+            .await?
+            .ok_or_else(|| refused(ReasonCode::ReplayAttempt, "unknown or already used challenge"))?;
+        if now >= challenge.expires_at {
+            return Err(refused(ReasonCode::StaleAttestation, "the challenge expired"));
+        }
+        let workflow = Workflow::from_name(&challenge.workflow)
+            .ok_or_else(|| ServiceError::Internal("stored challenge has an unknown workflow".into()))?;
+        let trust = self.trust();
+
+        let appraisal = trust
+            .verifier
+            .appraise_der(req.certificate_chain, now, Some(&challenge.nonce));
+        let evidence = match appraisal.outcome {
+            Ok(ev) => ev,
+            Err(Rejection { reason: ReasonCode::MalformedEvidence, detail }) => {
+                self.record(&challenge, workflow, None, &[ReasonCode::MalformedEvidence], trust.policy.hash(), now, None)
+                    .await?;
+                return Err(refused(ReasonCode::MalformedEvidence, detail));
+            }
+            Err(r) => {
+                tracing::info!(workflow = %workflow, reason = %r.reason, detail = %r.detail, "evidence rejected");
+                return self
+                    .conclude(&challenge, workflow, &trust, None, vec![r.reason], None, now, None)
+                    .await;
+            }
+        };
+        let decision = trust.policy.evaluate(evidence.claims(), workflow);
+        if workflow == Workflow::Enrollment {
+            self.enroll(&challenge, &trust, &evidence, decision, now).await
+        } else {
+            self.gated(&challenge, workflow, &trust, &req.device_handle, req.proof.as_deref(), &evidence, decision, now)
+                .await
+        }
+    }
+
+    async fn enroll(
+        &self,
+        challenge: &ChallengeRecord,
+        trust: &Trust,
+        evidence: &VerifiedEvidence,
+        decision: Decision,
+        now: UnixTime,
+    ) -> Result<AttestationResponse, ServiceError> {
+        let key = evidence.leaf_spki();
+        let handle = self.device_handle(key);
+        if !decision.eligible {
+            return self
+                .conclude(challenge, Workflow::Enrollment, trust, None, decision.reasons, None, now, None)
+                .await;
+        }
+        let claims = evidence.claims();
+        let Some(rot) = &claims.root_of_trust else {
+            // The policy refuses a missing root of trust; this is only a safety net.
+            return self
+                .conclude(challenge, Workflow::Enrollment, trust, None, vec![ReasonCode::BootStateUnverified], None, now, None)
+                .await;
+        };
+        let record = DeviceRecord {
+            handle: handle.clone(),
+            key_spki: key.to_vec(),
+            boot_key: rot.verified_boot_key.clone(),
+            security_level: level_number(claims.security_level),
+            os_version: claims.os_version.unwrap_or(0),
+            os_patch_level: ymd(claims.os_patch_level),
+            vendor_patch_level: ymd(claims.vendor_patch_level),
+            boot_patch_level: ymd(claims.boot_patch_level),
+            model: decision.device_model.clone(),
+            status: DeviceStatus::Active,
+            enrolled_at: now,
+            updated_at: now,
+        };
+        let outcome = self.outcome(challenge, Workflow::Enrollment, Some(&handle), &[], trust.policy.hash(), now);
+        if self.store.enroll(&record, &outcome).await? {
+            self.respond(challenge, Workflow::Enrollment, trust, Some(handle), vec![], Some(key), now)
+        } else {
+            // Re-enrolling a key that is already enrolled is refused: a device enrolls once.
+            self.conclude(
+                challenge,
+                Workflow::Enrollment,
+                trust,
+                None,
+                vec![ReasonCode::EnrollmentBindingFailed],
+                None,
+                now,
+                None,
+            )
+            .await
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn gated(
+        &self,
+        challenge: &ChallengeRecord,
+        workflow: Workflow,
+        trust: &Trust,
+        handle: &Option<String>,
+        proof: Option<&[u8]>,
+        evidence: &VerifiedEvidence,
+        decision: Decision,
+        now: UnixTime,
+    ) -> Result<AttestationResponse, ServiceError> {
+        let mut reasons = decision.reasons;
+        let device = match handle {
+            None => None,
+            Some(h) => self.store.device(h).await?,
+        };
+        let bound = binding::check(binding::Inputs {
+            challenge,
+            request_handle: handle.as_deref(),
+            device: device.as_ref(),
+            proof,
+            claims: evidence.claims(),
+            fresh_key: evidence.leaf_spki(),
+        });
+        reasons.extend(bound.reasons);
+        reasons.sort();
+        reasons.dedup();
+        let raise = match (&device, reasons.is_empty()) {
+            (Some(d), true) => Some(d.handle.clone()),
+            _ => None,
+        };
+        let claims = evidence.claims();
+        let hw = HighWater {
+            os_version: claims.os_version.unwrap_or(0),
+            os_patch_level: ymd(claims.os_patch_level),
+            vendor_patch_level: ymd(claims.vendor_patch_level),
+            boot_patch_level: ymd(claims.boot_patch_level),
+        };
+        let bound_handle = bound.device.as_ref().map(|d| d.handle.clone());
+        let key = bound.device.map(|d| d.key_spki);
+        self.conclude(challenge, workflow, trust, bound_handle, reasons, raise.map(|h| (h, hw)), now, key.as_deref())
+            .await
+    }
+
+    fn outcome(
+        &self,
+        challenge: &ChallengeRecord,
+        workflow: Workflow,
+        handle: Option<&str>,
+        reasons: &[ReasonCode],
+        policy_hash: &str,
+        now: UnixTime,
+    ) -> OutcomeRecord {
+        OutcomeRecord {
+            device_handle: handle.map(str::to_owned),
+            workflow: workflow.as_str().to_owned(),
+            resource: challenge.resource.clone(),
+            decision: if reasons.is_empty() { "eligible" } else { "ineligible" }.to_owned(),
+            reasons: reasons.iter().map(|r| r.as_str().to_owned()).collect(),
+            policy_hash: policy_hash.to_owned(),
+            created_at: now,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        challenge: &ChallengeRecord,
+        workflow: Workflow,
+        handle: Option<&str>,
+        reasons: &[ReasonCode],
+        policy_hash: &str,
+        now: UnixTime,
+        raise: Option<(String, HighWater)>,
+    ) -> Result<(), ServiceError> {
+        let outcome = self.outcome(challenge, workflow, handle, reasons, policy_hash, now);
+        self.store
+            .record(&outcome, raise.as_ref().map(|(h, hw)| (h.as_str(), *hw)))
+            .await?;
+        Ok(())
+    }
+
+    /// Stores the outcome, then answers.
+    #[allow(clippy::too_many_arguments)]
+    async fn conclude(
+        &self,
+        challenge: &ChallengeRecord,
+        workflow: Workflow,
+        trust: &Trust,
+        handle: Option<String>,
+        reasons: Vec<ReasonCode>,
+        raise: Option<(String, HighWater)>,
+        now: UnixTime,
+        key_for_token: Option<&[u8]>,
+    ) -> Result<AttestationResponse, ServiceError> {
+        self.record(challenge, workflow, handle.as_deref(), &reasons, trust.policy.hash(), now, raise)
+            .await?;
+        self.respond(challenge, workflow, trust, handle, reasons, key_for_token, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        &self,
+        challenge: &ChallengeRecord,
+        workflow: Workflow,
+        trust: &Trust,
+        handle: Option<String>,
+        reasons: Vec<ReasonCode>,
+        key_for_token: Option<&[u8]>,
+        now: UnixTime,
+    ) -> Result<AttestationResponse, ServiceError> {
+        let eligible = reasons.is_empty();
+        let result = self.result(challenge, workflow, handle.as_deref(), &reasons, trust, now)?;
+        let token = match (eligible, key_for_token) {
+            (true, Some(k)) => Some(self.token(challenge, workflow, handle.as_deref(), k, trust, now)?),
+            _ => None,
+        };
+        Ok(AttestationResponse {
+            workflow,
+            eligible,
+            reasons,
+            device_handle: handle,
+            token,
+            result,
+        })
+    }
+
+    /// The signed result: an EAR-style appraisal (docs/protocol.md).
+    fn result(
+        &self,
+        challenge: &ChallengeRecord,
+        workflow: Workflow,
+        handle: Option<&str>,
+        reasons: &[ReasonCode],
+        trust: &Trust,
+        now: UnixTime,
+    ) -> Result<String, ServiceError> {
+        let claims = json!({
+            "iss": self.config.issuer,
+            "iat": now.as_secs(),
+            "exp": now.saturating_add_secs(self.config.result_ttl_secs).as_secs(),
+            "eat_profile": "tag:github.com,2023:veraison/ear",
+            "eat_nonce": b64url(&challenge.nonce),
+            "ear.verifier_id": {"developer": "enigm-attest", "build": env!("CARGO_PKG_VERSION")},
+            "submods": {
+                "android-key-attestation": {
+                    "ear.status": if reasons.is_empty() { "affirming" } else { "contraindicated" },
+                    "ear.trustworthiness-vector": trust_vector(reasons),
+                    "ear.appraisal-policy-id": format!("sha256:{}", trust.policy.hash()),
+                }
+            },
+            "enigm.workflow": workflow.as_str(),
+            "enigm.resource": challenge.resource,
+            "enigm.device_handle": handle,
+            "enigm.decision": if reasons.is_empty() { "eligible" } else { "ineligible" },
+            "enigm.reasons": reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        });
+        self.signer
+            .sign(&claims, "ear+jwt")
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// The eligibility token: bound to the device key (`cnf.jkt`), one workflow and resource.
+    fn token(
+        &self,
+        challenge: &ChallengeRecord,
+        workflow: Workflow,
+        handle: Option<&str>,
+        device_key: &[u8],
+        trust: &Trust,
+        now: UnixTime,
+    ) -> Result<String, ServiceError> {
+        let jkt = attest_token::jwk_thumbprint(device_key)
+            .ok_or_else(|| ServiceError::Internal("device key has no JWK form".into()))?;
+        let claims = json!({
+            "iss": self.config.issuer,
+            "sub": handle,
+            "aud": "enigm-ota",
+            "iat": now.as_secs(),
+            "exp": now.saturating_add_secs(self.config.token_ttl_secs).as_secs(),
+            "jti": b64url(&random_bytes::<16>()?),
+            "workflow": workflow.as_str(),
+            "resource": challenge.resource,
+            "cnf": {"jkt": jkt},
+            "policy_hash": trust.policy.hash(),
+        });
+        self.signer
+            .sign(&claims, "at+jwt")
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    // Admin operations.
+
+    /// An enrolled device.
+    pub async fn device(&self, handle: &str) -> Result<DeviceRecord, ServiceError> {
+        self.store
+            .device(handle)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("device {handle}")))
+    }
+
+    /// Revokes a device: its next attestation fails with `device_revoked`.
+    pub async fn revoke_device(&self, handle: &str) -> Result<(), ServiceError> {
+        if self.store.set_device_status(handle, DeviceStatus::Revoked, self.clock.now()).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!("device {handle}")))
+        }
+    }
+
+    /// Outcome counts over `[from, to)`.
+    pub async fn outcome_counts(&self, from: UnixTime, to: UnixTime) -> Result<Vec<OutcomeCount>, ServiceError> {
+        if to <= from {
+            return Err(ServiceError::InvalidRequest("`to` must be after `from`".into()));
+        }
+        Ok(self.store.outcome_counts(from, to).await?)
+    }
+
+    /// Reloads the policy (and with it the anchors and status list) through the loader. On
+    /// failure the old configuration stays in force.
+    pub fn reload_policy(&self) -> Result<String, ServiceError> {
+        let loader = self
+            .loader
+            .as_ref()
+            .ok_or_else(|| ServiceError::InvalidRequest("this service has no policy file to reload".into()))?;
+        let trust = loader().map_err(ServiceError::InvalidRequest)?;
+        let hash = trust.policy.hash().to_owned();
+        self.set_trust(trust);
+        Ok(hash)
+    }
+
+    /// Replaces the status list (Google's JSON format). On failure nothing changes.
+    pub fn replace_status_list(&self, json: &[u8]) -> Result<usize, ServiceError> {
+        let list = StatusList::from_json(json).map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
+        let n = list.len();
+        let current = self.trust();
+        self.set_trust(Trust::new(current.policy.clone(), current.anchors.clone(), Some(list)));
+        Ok(n)
+    }
+
+    /// Purges outcomes older than the retention period and expired challenges.
+    pub async fn purge(&self) -> Result<(u64, u64), ServiceError> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .purge(now.saturating_add_secs(-self.config.outcome_retention_secs), now)
+            .await?)
+    }
+}
+
+/// AR4SI trustworthiness claims for a set of reasons (2 affirming, 96/97 contraindicated).
+fn trust_vector(reasons: &[ReasonCode]) -> Value {
+    use ReasonCode as R;
+    let has = |codes: &[ReasonCode]| reasons.iter().any(|r| codes.contains(r));
+    let claim = |bad: bool, contraindicated: u8| if bad { contraindicated } else { 2 };
+    json!({
+        "hardware": claim(has(&[R::InvalidTrustChain, R::SoftwareAttestation, R::Revoked]), 97),
+        "instance-identity": claim(
+            has(&[R::EnrollmentBindingFailed, R::DeviceHandleMismatch, R::RequestBindingFailed, R::DeviceRevoked, R::ReplayAttempt]),
+            96,
+        ),
+        "executables": claim(has(&[R::BootloaderUnlocked, R::BootStateUnverified, R::UnknownBootKey, R::UnsupportedDevice, R::IneligibleBuild, R::Downgrade]), 96),
+        "configuration": claim(has(&[R::PatchLevelTooOld, R::WrongApplication, R::EligibilityFailure]), 96),
+    })
+}
+
+/// SHA-256 of a key, hex: how logs refer to keys without printing them.
+pub fn key_fingerprint(spki: &[u8]) -> String {
+    attest_android::hex(digest::digest(&digest::SHA256, spki).as_ref())
+}
+
+/// The claims a device proves, re-exported for the HTTP layer's documentation.
+pub type DeviceClaims = Claims;
