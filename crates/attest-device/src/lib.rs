@@ -157,6 +157,12 @@ impl SigningKey {
     }
 }
 
+fn random<const N: usize>() -> Result<[u8; N], DeviceError> {
+    let mut b = [0u8; N];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| DeviceError("randomness failed"))?;
+    Ok(b)
+}
+
 fn ec_spki(curve: &[u8], point: &[u8]) -> Vec<u8> {
     write::sequence(&[
         &write::sequence(&[&write::oid(oid::EC_PUBLIC_KEY), &write::oid(curve)]),
@@ -309,10 +315,20 @@ pub const PROVISIONING_INFO_VALUE: &[u8] = &[0xa1, 0x01, 0x08];
 impl TestPki {
     /// A new PKI whose root and intermediate use `kind` keys, valid 2020-2040.
     pub fn new(kind: KeyKind, remote: bool) -> Result<TestPki, DeviceError> {
+        TestPki::with_serials(kind, remote, &[0x10, 0x01], &[0x20, 0x02])
+    }
+
+    /// Like [`TestPki::new`], with chosen serial numbers for the root and the intermediate.
+    pub fn with_serials(
+        kind: KeyKind,
+        remote: bool,
+        root_serial: &[u8],
+        intermediate_serial: &[u8],
+    ) -> Result<TestPki, DeviceError> {
         let root_key = SigningKey::generate(kind)?;
         let root_name = name("enigm-attest test root (never trust in production)");
         let root_cert = CertSpec {
-            serial: vec![0x10, 0x01],
+            serial: root_serial.to_vec(),
             issuer: root_name.clone(),
             subject: root_name.clone(),
             not_before: PKI_NOT_BEFORE,
@@ -332,7 +348,7 @@ impl TestPki {
             });
         }
         let intermediate_spec = CertSpec {
-            serial: vec![0x20, 0x02],
+            serial: intermediate_serial.to_vec(),
             issuer: root_name.clone(),
             subject: intermediate_name.clone(),
             not_before: PKI_NOT_BEFORE,
@@ -403,14 +419,26 @@ pub struct Attestation {
 }
 
 impl SoftwareDevice {
-    /// A locked, verified TEE device with a random boot key, on a factory-style test PKI.
+    /// A locked, verified TEE device with a random boot key, on a factory-style test PKI with
+    /// random 16-byte serial numbers (so that tests can search stored bytes for them).
     pub fn new() -> Result<SoftwareDevice, DeviceError> {
-        let mut boot_key = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut boot_key).map_err(|_| DeviceError("randomness failed"))?;
+        let boot_key: [u8; 32] = random()?;
+        let root_serial: [u8; 16] = random()?;
+        let intermediate_serial: [u8; 16] = random()?;
         Ok(SoftwareDevice {
-            pki: TestPki::new(KeyKind::EcP256, false)?,
+            pki: TestPki::with_serials(KeyKind::EcP256, false, &root_serial, &intermediate_serial)?,
             template: KeyDescriptionSpec::typical(&boot_key, b""),
         })
+    }
+
+    /// The device's verified boot key.
+    pub fn boot_key(&self) -> Vec<u8> {
+        self.template
+            .hardware
+            .iter()
+            .find(|(t, _)| *t == 704)
+            .and_then(|(_, rot)| rot.get(4..36).map(<[u8]>::to_vec))
+            .unwrap_or_default()
     }
 
     /// The root certificate a verifier must add to trust this device.
@@ -433,7 +461,8 @@ impl SoftwareDevice {
         let mut kd = self.template.clone();
         kd.challenge = challenge.to_vec();
         change(&mut kd);
-        let spec = self.pki.leaf_spec(key.spki(), &kd.encode());
+        let mut spec = self.pki.leaf_spec(key.spki(), &kd.encode());
+        spec.serial = random::<16>()?.to_vec();
         let chain = self.pki.chain(&spec)?;
         Ok(Attestation { key, chain })
     }

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod report;
+mod serve;
 mod trust;
 mod verify;
 
@@ -36,6 +37,25 @@ enum Command {
     /// Policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run the attestation service (no configuration needed: ./data, SQLite, 127.0.0.1:8080).
+    Serve(serve::ServeArgs),
+    /// Keys and secrets.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new result/token signing key to the data directory; it signs from the next start,
+    /// and the old keys stay published in /v1/jwks.
+    Rotate {
+        /// Data directory [default: ./data].
+        #[arg(long, value_name = "DIR", default_value = "data")]
+        data_dir: PathBuf,
+    },
+    /// Generate an admin bearer token; prints the token (give it to the operator) and the
+    /// SHA-256 to put in `admin_token_sha256` (the service stores only the digest).
+    AdminToken,
 }
 
 #[derive(Subcommand)]
@@ -64,6 +84,12 @@ fn main() -> ExitCode {
             }
         }),
         Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
+        Command::Serve(args) => serve::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Keys(KeysCommand::Rotate { data_dir }) => serve::rotate_key(&data_dir.join("signing-keys")).map(|kid| {
+            println!("new signing key {kid}; restart the service to sign with it");
+            ExitCode::SUCCESS
+        }),
+        Command::Keys(KeysCommand::AdminToken) => admin_token(),
     };
     result.unwrap_or_else(|CliError(msg)| {
         eprintln!("enigm-attest: {msg}");
@@ -78,5 +104,15 @@ fn policy_check(file: &std::path::Path) -> Result<ExitCode, CliError> {
     println!("policy ok: sha256 {}", loaded.policy.hash());
     println!("anchors: {}", anchors.join(", "));
     println!("devices: {}", loaded.policy.devices().len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn admin_token() -> Result<ExitCode, CliError> {
+    let mut raw = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| CliError("randomness unavailable".into()))?;
+    let token = format!("eat_{}", attest_token::b64url(&raw));
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    println!("token:  {token}");
+    println!("sha256: {}", attest_android::hex(digest.as_ref()));
     Ok(ExitCode::SUCCESS)
 }

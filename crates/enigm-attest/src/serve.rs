@@ -1,0 +1,371 @@
+//! `enigm-attest serve`: configuration, data directory, and the HTTP server.
+//!
+//! Configuration is one typed struct: defaults, then a TOML file (`--config`), then
+//! `ENIGM_ATTEST_*` environment variables, then flags; validated before anything starts.
+//! See docs/operations.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use attest_core::SystemClock;
+use attest_http::AppState;
+use attest_policy::Policy;
+use attest_service::{Service, ServiceConfig, Trust, TrustLoader};
+use attest_store::Store;
+use attest_token::{Signer, SigningKey};
+use serde::Deserialize;
+
+use crate::trust::{self, CliError};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Environment variables and flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Data directory: database, device-handle secret, signing keys [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Policy file (TOML) [default: the built-in policy].
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Seconds a challenge may be answered [default: 120].
+    #[arg(long, value_name = "SECONDS")]
+    challenge_ttl: Option<i64>,
+    /// TEST ONLY: also trust this root (a simulator's or a test PKI's). Logged loudly and shown
+    /// by /readyz. Never use in production.
+    #[arg(long = "test-trust-root", value_name = "PEM")]
+    test_trust_roots: Vec<PathBuf>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    policy: Option<PathBuf>,
+    challenge_ttl: Option<i64>,
+    token_ttl: Option<i64>,
+    result_ttl: Option<i64>,
+    outcome_retention_days: Option<i64>,
+    database_url: Option<String>,
+    admin_token_sha256: Option<Vec<String>>,
+    signing_key: Option<PathBuf>,
+    test_trust_roots: Option<Vec<PathBuf>>,
+}
+
+/// The validated configuration.
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub policy: Option<PathBuf>,
+    pub service: ServiceConfig,
+    pub database_url: Option<String>,
+    pub admin_token_hashes: Vec<[u8; 32]>,
+    pub signing_key: Option<PathBuf>,
+    pub test_trust_roots: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("policy", &self.policy)
+            .field("service", &self.service)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<redacted>"))
+            .field("admin_tokens", &self.admin_token_hashes.len())
+            .field("signing_key", &self.signing_key)
+            .field("test_trust_roots", &self.test_trust_roots)
+            .finish()
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(format!("ENIGM_ATTEST_{name}")).ok().filter(|v| !v.is_empty())
+}
+
+fn env_i64(name: &str) -> Result<Option<i64>, CliError> {
+    env(name)
+        .map(|v| v.parse().map_err(|_| CliError(format!("ENIGM_ATTEST_{name}={v:?} is not a whole number"))))
+        .transpose()
+}
+
+fn digest_hex(name: &str, s: &str) -> Result<[u8; 32], CliError> {
+    let s = s.trim();
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect();
+    bytes
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| CliError(format!("{name}: {s:?} is not a SHA-256 digest (64 hex digits)")))
+}
+
+impl Config {
+    /// Defaults < file < environment < flags.
+    pub fn load(args: &ServeArgs) -> Result<Config, CliError> {
+        let file: FileConfig = match &args.config {
+            None => FileConfig::default(),
+            Some(p) => {
+                let bytes = trust::read_limited(p, 1024 * 1024)?;
+                let text = String::from_utf8(bytes).map_err(|_| CliError(format!("{}: not UTF-8", p.display())))?;
+                toml::from_str(&text).map_err(|e| CliError(format!("{}: {e}", p.display())))?
+            }
+        };
+        let listen = args
+            .listen
+            .clone()
+            .or_else(|| env("LISTEN"))
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| CliError(format!("listen address {listen:?} is not IP:PORT")))?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| env("DATA_DIR").map(PathBuf::from))
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let policy = args.policy.clone().or_else(|| env("POLICY").map(PathBuf::from)).or(file.policy);
+        let defaults = ServiceConfig::default();
+        let challenge_ttl = match args.challenge_ttl {
+            Some(v) => v,
+            None => env_i64("CHALLENGE_TTL")?.or(file.challenge_ttl).unwrap_or(defaults.challenge_ttl_secs),
+        };
+        let token_ttl = env_i64("TOKEN_TTL")?.or(file.token_ttl).unwrap_or(defaults.token_ttl_secs);
+        let result_ttl = env_i64("RESULT_TTL")?.or(file.result_ttl).unwrap_or(defaults.result_ttl_secs);
+        let retention_days = env_i64("OUTCOME_RETENTION_DAYS")?.or(file.outcome_retention_days).unwrap_or(30);
+        if !(10..=600).contains(&challenge_ttl) {
+            return Err(CliError(format!("challenge_ttl {challenge_ttl} must be 10..=600 seconds")));
+        }
+        if !(10..=3600).contains(&token_ttl) {
+            return Err(CliError(format!("token_ttl {token_ttl} must be 10..=3600 seconds: tokens live minutes")));
+        }
+        if !(10..=86_400).contains(&result_ttl) {
+            return Err(CliError(format!("result_ttl {result_ttl} must be 10..=86400 seconds")));
+        }
+        if !(1..=3650).contains(&retention_days) {
+            return Err(CliError(format!("outcome_retention_days {retention_days} must be 1..=3650")));
+        }
+        let admin: Vec<String> = match env("ADMIN_TOKEN_SHA256") {
+            Some(v) => v.split(',').map(str::to_owned).collect(),
+            None => file.admin_token_sha256.unwrap_or_default(),
+        };
+        let admin_token_hashes = admin
+            .iter()
+            .map(|h| digest_hex("admin_token_sha256", h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut test_trust_roots = file.test_trust_roots.unwrap_or_default();
+        test_trust_roots.extend(args.test_trust_roots.iter().cloned());
+        Ok(Config {
+            listen,
+            data_dir,
+            policy,
+            service: ServiceConfig {
+                challenge_ttl_secs: challenge_ttl,
+                token_ttl_secs: token_ttl,
+                result_ttl_secs: result_ttl,
+                outcome_retention_secs: retention_days * 86_400,
+                issuer: "enigm-attest".to_owned(),
+            },
+            database_url: env("DATABASE_URL").or(file.database_url),
+            admin_token_hashes,
+            signing_key: env("SIGNING_KEY").map(PathBuf::from).or(file.signing_key),
+            test_trust_roots,
+        })
+    }
+}
+
+/// Loads the policy (or the built-in one), its anchors, status list and the test-only roots.
+fn load_trust(policy: Option<&Path>, test_roots: &[PathBuf]) -> Result<Trust, CliError> {
+    let loaded = policy.map(trust::load_policy).transpose()?;
+    let policy_value = loaded.as_ref().map_or_else(Policy::builtin, |l| l.policy.clone());
+    let google = policy_value.trust().google_roots;
+    let mut anchors = if google {
+        attest_android::TrustAnchors::google()
+    } else {
+        attest_android::TrustAnchors::empty()
+    };
+    let mut status_list = None;
+    if let Some(l) = &loaded {
+        for r in &l.policy.trust().extra_roots {
+            trust::add_root_file(&mut anchors, &l.dir.join(r))?;
+        }
+        if let Some(s) = &l.policy.trust().status_list {
+            status_list = Some(trust::load_status_list(&l.dir.join(s))?);
+        }
+    }
+    for r in test_roots {
+        trust::add_root_file(&mut anchors, r)?;
+    }
+    Ok(Trust::new(policy_value, anchors, status_list))
+}
+
+/// Creates a file with owner-only permissions holding `bytes`, unless it exists.
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    f.write_all(bytes).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    f.sync_all().map_err(|e| CliError(format!("{}: {e}", path.display())))
+}
+
+/// The device-handle secret: 32 random bytes, generated on first start.
+fn handle_secret(dir: &Path) -> Result<Vec<u8>, CliError> {
+    let path = dir.join("handle-secret");
+    if !path.exists() {
+        let mut b = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut b).map_err(|_| CliError("randomness unavailable".into()))?;
+        write_secret(&path, &b)?;
+    }
+    let s = trust::read_limited(&path, 1024)?;
+    if s.len() < 32 {
+        return Err(CliError(format!("{}: shorter than 32 bytes", path.display())));
+    }
+    Ok(s)
+}
+
+/// Signing keys: the configured PKCS#8 file, or every `*.p8` in `<data>/signing-keys/`
+/// (newest name first; one is generated on first start). `enigm-attest keys rotate` adds one.
+fn signer(cfg: &Config) -> Result<Signer, CliError> {
+    let load = |p: &Path| -> Result<SigningKey, CliError> {
+        let bytes = trust::read_limited(p, 64 * 1024)?;
+        SigningKey::from_pkcs8(&bytes).map_err(|e| CliError(format!("{}: {e}", p.display())))
+    };
+    if let Some(p) = &cfg.signing_key {
+        return Signer::new(vec![load(p)?]).map_err(|e| CliError(e.to_string()));
+    }
+    let dir = cfg.data_dir.join("signing-keys");
+    std::fs::create_dir_all(&dir).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
+    if key_files(&dir)?.is_empty() {
+        rotate_key(&dir)?;
+    }
+    let keys = key_files(&dir)?.iter().map(|p| load(p)).collect::<Result<Vec<_>, _>>()?;
+    Signer::new(keys).map_err(|e| CliError(e.to_string()))
+}
+
+fn key_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| CliError(format!("{}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "p8"))
+        .collect();
+    files.sort();
+    files.reverse();
+    Ok(files)
+}
+
+/// Generates a new signing key in `dir`; it becomes the active one.
+pub fn rotate_key(dir: &Path) -> Result<String, CliError> {
+    std::fs::create_dir_all(dir).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
+    let (key, pkcs8) = SigningKey::generate().map_err(|e| CliError(e.to_string()))?;
+    let now = attest_core::Clock::now(&SystemClock).as_secs();
+    let path = dir.join(format!("{now:012}-{}.p8", key.kid()));
+    write_secret(&path, &pkcs8)?;
+    Ok(key.kid().to_owned())
+}
+
+/// Runs the server until Ctrl-C / SIGTERM.
+pub fn run(args: &ServeArgs) -> Result<(), CliError> {
+    let cfg = Config::load(args)?;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(serve(cfg))
+}
+
+async fn serve(cfg: Config) -> Result<(), CliError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| CliError(format!("{}: {e}", cfg.data_dir.display())))?;
+    let trust = load_trust(cfg.policy.as_deref(), &cfg.test_trust_roots)?;
+    let store = match &cfg.database_url {
+        Some(url) => Store::connect(url).await,
+        None => Store::open_sqlite_dir(&cfg.data_dir).await,
+    }
+    .map_err(|e| CliError(format!("database: {e}")))?;
+    let secret = handle_secret(&cfg.data_dir)?;
+    let signer = signer(&cfg)?;
+
+    tracing::info!(policy_hash = %trust.policy.hash(), policy = %cfg.policy.as_ref().map_or("built-in".to_owned(), |p| p.display().to_string()), "policy active");
+    tracing::info!(anchors = %trust.anchor_names().join(", "), status_list_entries = trust.status_list.as_ref().map_or(0, |l| l.len()), "trust anchors");
+    let test_trust: Vec<String> = cfg.test_trust_roots.iter().map(|p| p.display().to_string()).collect();
+    if !test_trust.is_empty() {
+        tracing::warn!(roots = %test_trust.join(", "), "TEST-ONLY TRUST ROOTS ARE ACTIVE: evidence from test devices is accepted. Never do this in production.");
+    }
+    tracing::info!(kid = %signer.active_kid(), "signing key");
+    if cfg.admin_token_hashes.is_empty() {
+        tracing::info!("no admin tokens configured: the admin API refuses every request");
+    }
+
+    let policy_path = cfg.policy.clone();
+    let test_roots = cfg.test_trust_roots.clone();
+    let loader: TrustLoader = Box::new(move || load_trust(policy_path.as_deref(), &test_roots).map_err(|e| e.0));
+    let service = Arc::new(
+        Service::new(store, trust, signer, &secret, cfg.service.clone(), Arc::new(SystemClock)).with_loader(loader),
+    );
+    let state = AppState::new(Arc::clone(&service), cfg.admin_token_hashes.clone(), test_trust);
+    let app = attest_http::router(state);
+
+    // Retention: purge old outcomes and expired challenges hourly.
+    let purger = Arc::clone(&service);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match purger.purge().await {
+                Ok((o, c)) => tracing::info!(outcomes = o, challenges = c, "retention purge"),
+                Err(e) => tracing::error!(error = %e, "retention purge failed"),
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| CliError(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let local = listener.local_addr().map_err(|e| CliError(e.to_string()))?;
+    tracing::info!(address = %local, data_dir = %cfg.data_dir.display(), "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| CliError(format!("server: {e}")))?;
+    service.store().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
