@@ -61,7 +61,11 @@ pub struct AppState {
 impl AppState {
     /// State for `service`; admin bearer tokens are given as SHA-256 digests (never in clear).
     /// `test_trust` names test-only anchors in force (shown by `/readyz`, loudly).
-    pub fn new(service: Arc<Service>, admin_token_hashes: Vec<[u8; 32]>, test_trust: Vec<String>) -> AppState {
+    pub fn new(
+        service: Arc<Service>,
+        admin_token_hashes: Vec<[u8; 32]>,
+        test_trust: Vec<String>,
+    ) -> AppState {
         AppState {
             service,
             metrics: Arc::new(Metrics::default()),
@@ -118,16 +122,28 @@ fn reason_status(code: ReasonCode) -> StatusCode {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> ApiError {
         match e {
-            ServiceError::Refused { code, message } => ApiError::new(reason_status(code), code.as_str(), message),
-            ServiceError::InvalidRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+            ServiceError::Refused { code, message } => {
+                ApiError::new(reason_status(code), code.as_str(), message)
+            }
+            ServiceError::InvalidRequest(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m)
+            }
             ServiceError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
             ServiceError::Store(err) => {
                 tracing::error!(error = %err, "storage failure");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable; retry later")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "storage is unavailable; retry later",
+                )
             }
             ServiceError::Internal(m) => {
                 tracing::error!(error = %m, "internal failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "internal error",
+                )
             }
         }
     }
@@ -180,7 +196,11 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }
 
 /// One log line and one latency observation per request.
@@ -267,20 +287,31 @@ async fn attest(
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_evidence",
-            format!("more than {} certificates", attest_service::MAX_CHAIN_CERTIFICATES),
+            format!(
+                "more than {} certificates",
+                attest_service::MAX_CHAIN_CERTIFICATES
+            ),
         ));
     }
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut chain = Vec::with_capacity(body.certificate_chain.len());
     for (i, c) in body.certificate_chain.iter().enumerate() {
         chain.push(b64.decode(c).map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_evidence", format!("certificate_chain[{i}] is not base64"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_evidence",
+                format!("certificate_chain[{i}] is not base64"),
+            )
         })?);
     }
     let proof = match &body.proof {
         None => None,
         Some(p) => Some(attest_token_b64url(p).ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, "request_binding_failed", "proof is not base64url")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "request_binding_failed",
+                "proof is not base64url",
+            )
         })?),
     };
     let r = state
@@ -294,7 +325,9 @@ async fn attest(
         .await?;
     let decision = if r.eligible { "eligible" } else { "ineligible" };
     let reasons: Vec<&'static str> = r.reasons.iter().map(|c| c.as_str()).collect();
-    state.metrics.count_decision(r.workflow.as_str(), decision, &reasons);
+    state
+        .metrics
+        .count_decision(r.workflow.as_str(), decision, &reasons);
     let mut resp = Json(json!({
         "decision": decision,
         "reasons": reasons,
@@ -312,7 +345,9 @@ async fn attest(
 }
 
 fn attest_token_b64url(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .ok()
 }
 
 async fn jwks(State(state): State<AppState>) -> Json<Value> {
@@ -334,7 +369,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "status_list_entries": trust.status_list.as_ref().map(|l| l.len()),
         "test_only_trust": *state.test_trust,
     });
-    let status = if db.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
@@ -352,7 +391,12 @@ async fn openapi() -> Response {
 
 /// Admin routes need `Authorization: Bearer <token>` whose SHA-256 matches a configured digest
 /// (compared in constant time).
-async fn require_admin(State(state): State<AppState>, headers: HeaderMap, req: Request, next: Next) -> Response {
+async fn require_admin(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -366,13 +410,20 @@ async fn require_admin(State(state): State<AppState>, headers: HeaderMap, req: R
         })
     });
     if !ok {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "admin routes need a valid bearer token")
-            .into_response();
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin routes need a valid bearer token",
+        )
+        .into_response();
     }
     next.run(req).await
 }
 
-async fn admin_device(State(state): State<AppState>, Path(handle): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn admin_device(
+    State(state): State<AppState>,
+    Path(handle): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let d = state.service.device(&handle).await?;
     Ok(Json(json!({
         "device_handle": d.handle,
@@ -394,7 +445,10 @@ fn attest_service_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-async fn admin_revoke(State(state): State<AppState>, Path(handle): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn admin_revoke(
+    State(state): State<AppState>,
+    Path(handle): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     state.service.revoke_device(&handle).await?;
     tracing::warn!(device_handle = %handle, "device revoked by operator");
     Ok(Json(json!({"device_handle": handle, "status": "revoked"})))
@@ -410,12 +464,17 @@ async fn admin_outcomes(
     State(state): State<AppState>,
     range: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(range) = range.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let Query(range) = range
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let parse = |v: &Option<String>, default: UnixTime, name: &str| -> Result<UnixTime, ApiError> {
         match v {
             None => Ok(default),
             Some(s) => UnixTime::parse_rfc3339(s).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("`{name}` is not an RFC 3339 instant"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("`{name}` is not an RFC 3339 instant"),
+                )
             }),
         }
     };
@@ -440,7 +499,10 @@ async fn admin_reload(State(state): State<AppState>) -> Result<Json<Value>, ApiE
     Ok(Json(json!({"policy_hash": hash})))
 }
 
-async fn admin_status_list(State(state): State<AppState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+async fn admin_status_list(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let n = state.service.replace_status_list(&body)?;
     tracing::warn!(entries = n, "status list replaced");
     Ok(Json(json!({"entries": n})))

@@ -6,7 +6,9 @@ use std::fmt::Write;
 use std::sync::Mutex;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 #[derive(Default, Clone)]
 struct Histogram {
@@ -32,9 +34,14 @@ impl Metrics {
     /// Counts one decision under each of its reasons (`none` when eligible).
     pub fn count_decision(&self, workflow: &str, decision: &str, reasons: &[&str]) {
         if let Ok(mut m) = self.decisions.lock() {
-            let list: Vec<&str> = if reasons.is_empty() { vec!["none"] } else { reasons.to_vec() };
+            let list: Vec<&str> = if reasons.is_empty() {
+                vec!["none"]
+            } else {
+                reasons.to_vec()
+            };
             for r in list {
-                *m.entry((workflow.to_owned(), decision.to_owned(), r.to_owned())).or_default() += 1;
+                *m.entry((workflow.to_owned(), decision.to_owned(), r.to_owned()))
+                    .or_default() += 1;
             }
         }
     }
@@ -56,23 +63,50 @@ impl Metrics {
     /// The exposition text.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP enigm_attest_decisions_total Attestation decisions by workflow, decision and reason.");
+        let _ = writeln!(
+            out,
+            "# HELP enigm_attest_decisions_total Attestation decisions by workflow, decision and reason."
+        );
         let _ = writeln!(out, "# TYPE enigm_attest_decisions_total counter");
         if let Ok(m) = self.decisions.lock() {
             for ((w, d, r), n) in m.iter() {
-                let _ = writeln!(out, "enigm_attest_decisions_total{{workflow=\"{w}\",decision=\"{d}\",reason=\"{r}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "enigm_attest_decisions_total{{workflow=\"{w}\",decision=\"{d}\",reason=\"{r}\"}} {n}"
+                );
             }
         }
-        let _ = writeln!(out, "# HELP enigm_attest_request_duration_seconds HTTP request latency by route.");
-        let _ = writeln!(out, "# TYPE enigm_attest_request_duration_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# HELP enigm_attest_request_duration_seconds HTTP request latency by route."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE enigm_attest_request_duration_seconds histogram"
+        );
         if let Ok(m) = self.latency.lock() {
             for (route, h) in m.iter() {
                 for (n, bound) in h.buckets.iter().zip(BUCKETS) {
-                    let _ = writeln!(out, "enigm_attest_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}");
+                    let _ = writeln!(
+                        out,
+                        "enigm_attest_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}"
+                    );
                 }
-                let _ = writeln!(out, "enigm_attest_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
-                let _ = writeln!(out, "enigm_attest_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
-                let _ = writeln!(out, "enigm_attest_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+                let _ = writeln!(
+                    out,
+                    "enigm_attest_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                    h.count
+                );
+                let _ = writeln!(
+                    out,
+                    "enigm_attest_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "enigm_attest_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                    h.count
+                );
             }
         }
         out
@@ -87,7 +121,11 @@ mod tests {
     fn renders_counters_and_cumulative_buckets() {
         let m = Metrics::default();
         m.count_decision("enrollment", "eligible", &[]);
-        m.count_decision("registration", "ineligible", &["downgrade", "ineligible_build"]);
+        m.count_decision(
+            "registration",
+            "ineligible",
+            &["downgrade", "ineligible_build"],
+        );
         m.observe_latency("/v1/attestations", 0.003);
         m.observe_latency("/v1/attestations", 0.3);
         let text = m.render();
@@ -95,6 +133,10 @@ mod tests {
         assert!(text.contains("reason=\"downgrade\"} 1"));
         assert!(text.contains("route=\"/v1/attestations\",le=\"0.005\"} 1"));
         assert!(text.contains("route=\"/v1/attestations\",le=\"0.5\"} 2"));
-        assert!(text.contains("enigm_attest_request_duration_seconds_count{route=\"/v1/attestations\"} 2"));
+        assert!(
+            text.contains(
+                "enigm_attest_request_duration_seconds_count{route=\"/v1/attestations\"} 2"
+            )
+        );
     }
 }

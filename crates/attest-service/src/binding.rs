@@ -22,7 +22,13 @@ use aws_lc_rs::digest;
 /// <resource, empty line when none>
 /// <SHA-256 of K_eph's SubjectPublicKeyInfo, lowercase hex>
 /// ```
-pub fn proof_message(challenge_id: &str, nonce: &[u8], workflow: &str, resource: &str, fresh_key_spki: &[u8]) -> Vec<u8> {
+pub fn proof_message(
+    challenge_id: &str,
+    nonce: &[u8],
+    workflow: &str,
+    resource: &str,
+    fresh_key_spki: &[u8],
+) -> Vec<u8> {
     let key_hash = attest_android::hex(digest::digest(&digest::SHA256, fresh_key_spki).as_ref());
     format!(
         "enigm-attest proof v1\n{challenge_id}\n{}\n{workflow}\n{resource}\n{key_hash}\n",
@@ -60,7 +66,10 @@ pub(crate) fn check(i: Inputs<'_>) -> Bound {
     let fail = |reasons: &mut Vec<ReasonCode>, r| reasons.push(r);
     let Some(handle) = i.request_handle else {
         fail(&mut reasons, ReasonCode::DeviceHandleMismatch);
-        return Bound { device: None, reasons };
+        return Bound {
+            device: None,
+            reasons,
+        };
     };
     if i.challenge.device_handle.as_deref() != Some(handle) {
         // The challenge was issued to another device (or to none).
@@ -68,7 +77,10 @@ pub(crate) fn check(i: Inputs<'_>) -> Bound {
     }
     let Some(device) = i.device else {
         fail(&mut reasons, ReasonCode::DeviceHandleMismatch);
-        return Bound { device: None, reasons };
+        return Bound {
+            device: None,
+            reasons,
+        };
     };
     let message = proof_message(
         &i.challenge.id,
@@ -77,10 +89,15 @@ pub(crate) fn check(i: Inputs<'_>) -> Bound {
         &i.challenge.resource,
         i.fresh_key,
     );
-    let proven = i.proof.is_some_and(|p| verify_with_spki(&device.key_spki, &message, p).is_ok());
+    let proven = i
+        .proof
+        .is_some_and(|p| verify_with_spki(&device.key_spki, &message, p).is_ok());
     if !proven {
         fail(&mut reasons, ReasonCode::RequestBindingFailed);
-        return Bound { device: None, reasons };
+        return Bound {
+            device: None,
+            reasons,
+        };
     }
     if device.status == DeviceStatus::Revoked {
         fail(&mut reasons, ReasonCode::DeviceRevoked);

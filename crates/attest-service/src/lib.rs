@@ -10,10 +10,15 @@
 
 use std::sync::{Arc, RwLock};
 
-use attest_android::{Claims, Rejection, SecurityLevel, StatusList, TrustAnchors, VerifiedEvidence, Verifier};
+use attest_android::{
+    Claims, Rejection, SecurityLevel, StatusList, TrustAnchors, VerifiedEvidence, Verifier,
+};
 use attest_core::{Clock, ReasonCode, UnixTime, Workflow};
 use attest_policy::{Decision, Policy};
-use attest_store::{ChallengeRecord, DeviceRecord, DeviceStatus, HighWater, OutcomeCount, OutcomeRecord, Store, StoreError};
+use attest_store::{
+    ChallengeRecord, DeviceRecord, DeviceStatus, HighWater, OutcomeCount, OutcomeRecord, Store,
+    StoreError,
+};
 use attest_token::{Signer, b64url};
 use aws_lc_rs::{digest, hmac, rand};
 use serde_json::{Value, json};
@@ -194,7 +199,9 @@ pub struct Service {
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Service")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,7 +254,10 @@ impl Service {
 
     /// The trust configuration in force.
     pub fn trust(&self) -> Arc<Trust> {
-        self.trust.read().map(|t| Arc::clone(&t)).unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+        self.trust
+            .read()
+            .map(|t| Arc::clone(&t))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
     }
 
     fn set_trust(&self, t: Trust) {
@@ -280,17 +290,26 @@ impl Service {
 
     /// The device handle of a device key: HMAC-SHA256 under the deployment secret.
     pub fn device_handle(&self, key_spki: &[u8]) -> String {
-        format!("dh_{}", b64url(hmac::sign(&self.handle_key, key_spki).as_ref()))
+        format!(
+            "dh_{}",
+            b64url(hmac::sign(&self.handle_key, key_spki).as_ref())
+        )
     }
 
     /// Issues a single-use challenge bound to workflow, resource and handle.
-    pub async fn create_challenge(&self, req: ChallengeRequest) -> Result<IssuedChallenge, ServiceError> {
+    pub async fn create_challenge(
+        &self,
+        req: ChallengeRequest,
+    ) -> Result<IssuedChallenge, ServiceError> {
         let now = self.clock.now();
-        let workflow = Workflow::from_name(&req.workflow)
-            .ok_or_else(|| ServiceError::InvalidRequest(format!("unknown workflow {:?}", req.workflow)))?;
+        let workflow = Workflow::from_name(&req.workflow).ok_or_else(|| {
+            ServiceError::InvalidRequest(format!("unknown workflow {:?}", req.workflow))
+        })?;
         let resource = req.resource.unwrap_or_default();
         if resource.len() > MAX_RESOURCE_LEN {
-            return Err(ServiceError::InvalidRequest(format!("resource longer than {MAX_RESOURCE_LEN} bytes")));
+            return Err(ServiceError::InvalidRequest(format!(
+                "resource longer than {MAX_RESOURCE_LEN} bytes"
+            )));
         }
         if workflow != Workflow::Enrollment && req.device_handle.is_none() {
             return Err(refused(
@@ -299,7 +318,9 @@ impl Service {
             ));
         }
         if workflow == Workflow::Enrollment && req.device_handle.is_some() {
-            return Err(ServiceError::InvalidRequest("enrollment challenges carry no device_handle".into()));
+            return Err(ServiceError::InvalidRequest(
+                "enrollment challenges carry no device_handle".into(),
+            ));
         }
         let id = format!("ch_{}", b64url(&random_bytes::<16>()?));
         let nonce = random_bytes::<32>()?;
@@ -323,7 +344,10 @@ impl Service {
     }
 
     /// Appraises evidence for the challenge it answers.
-    pub async fn attest(&self, req: AttestationRequest) -> Result<AttestationResponse, ServiceError> {
+    pub async fn attest(
+        &self,
+        req: AttestationRequest,
+    ) -> Result<AttestationResponse, ServiceError> {
         let now = self.clock.now();
         // Rule 1 before anything else touches the evidence.
         if req.certificate_chain.len() > MAX_CHAIN_CERTIFICATES {
@@ -337,37 +361,77 @@ impl Service {
             .store
             .consume_challenge(&req.challenge_id)
             .await?
-            .ok_or_else(|| refused(ReasonCode::ReplayAttempt, "unknown or already used challenge"))?;
+            .ok_or_else(|| {
+                refused(
+                    ReasonCode::ReplayAttempt,
+                    "unknown or already used challenge",
+                )
+            })?;
         if now >= challenge.expires_at {
-            return Err(refused(ReasonCode::StaleAttestation, "the challenge expired"));
+            return Err(refused(
+                ReasonCode::StaleAttestation,
+                "the challenge expired",
+            ));
         }
-        let workflow = Workflow::from_name(&challenge.workflow)
-            .ok_or_else(|| ServiceError::Internal("stored challenge has an unknown workflow".into()))?;
+        let workflow = Workflow::from_name(&challenge.workflow).ok_or_else(|| {
+            ServiceError::Internal("stored challenge has an unknown workflow".into())
+        })?;
         let trust = self.trust();
 
-        let appraisal = trust
-            .verifier
-            .appraise_der(req.certificate_chain, now, Some(&challenge.nonce));
+        let appraisal =
+            trust
+                .verifier
+                .appraise_der(req.certificate_chain, now, Some(&challenge.nonce));
         let evidence = match appraisal.outcome {
             Ok(ev) => ev,
-            Err(Rejection { reason: ReasonCode::MalformedEvidence, detail }) => {
-                self.record(&challenge, workflow, None, &[ReasonCode::MalformedEvidence], trust.policy.hash(), now, None)
-                    .await?;
+            Err(Rejection {
+                reason: ReasonCode::MalformedEvidence,
+                detail,
+            }) => {
+                self.record(
+                    &challenge,
+                    workflow,
+                    None,
+                    &[ReasonCode::MalformedEvidence],
+                    trust.policy.hash(),
+                    now,
+                    None,
+                )
+                .await?;
                 return Err(refused(ReasonCode::MalformedEvidence, detail));
             }
             Err(r) => {
                 tracing::info!(workflow = %workflow, reason = %r.reason, detail = %r.detail, "evidence rejected");
                 return self
-                    .conclude(&challenge, workflow, &trust, None, vec![r.reason], None, now, None)
+                    .conclude(
+                        &challenge,
+                        workflow,
+                        &trust,
+                        None,
+                        vec![r.reason],
+                        None,
+                        now,
+                        None,
+                    )
                     .await;
             }
         };
         let decision = trust.policy.evaluate(evidence.claims(), workflow);
         if workflow == Workflow::Enrollment {
-            self.enroll(&challenge, &trust, &evidence, decision, now).await
-        } else {
-            self.gated(&challenge, workflow, &trust, &req.device_handle, req.proof.as_deref(), &evidence, decision, now)
+            self.enroll(&challenge, &trust, &evidence, decision, now)
                 .await
+        } else {
+            self.gated(
+                &challenge,
+                workflow,
+                &trust,
+                &req.device_handle,
+                req.proof.as_deref(),
+                &evidence,
+                decision,
+                now,
+            )
+            .await
         }
     }
 
@@ -383,14 +447,32 @@ impl Service {
         let handle = self.device_handle(key);
         if !decision.eligible {
             return self
-                .conclude(challenge, Workflow::Enrollment, trust, None, decision.reasons, None, now, None)
+                .conclude(
+                    challenge,
+                    Workflow::Enrollment,
+                    trust,
+                    None,
+                    decision.reasons,
+                    None,
+                    now,
+                    None,
+                )
                 .await;
         }
         let claims = evidence.claims();
         let Some(rot) = &claims.root_of_trust else {
             // The policy refuses a missing root of trust; this is only a safety net.
             return self
-                .conclude(challenge, Workflow::Enrollment, trust, None, vec![ReasonCode::BootStateUnverified], None, now, None)
+                .conclude(
+                    challenge,
+                    Workflow::Enrollment,
+                    trust,
+                    None,
+                    vec![ReasonCode::BootStateUnverified],
+                    None,
+                    now,
+                    None,
+                )
                 .await;
         };
         let record = DeviceRecord {
@@ -407,9 +489,24 @@ impl Service {
             enrolled_at: now,
             updated_at: now,
         };
-        let outcome = self.outcome(challenge, Workflow::Enrollment, Some(&handle), &[], trust.policy.hash(), now);
+        let outcome = self.outcome(
+            challenge,
+            Workflow::Enrollment,
+            Some(&handle),
+            &[],
+            trust.policy.hash(),
+            now,
+        );
         if self.store.enroll(&record, &outcome).await? {
-            self.respond(challenge, Workflow::Enrollment, trust, Some(handle), vec![], Some(key), now)
+            self.respond(
+                challenge,
+                Workflow::Enrollment,
+                trust,
+                Some(handle),
+                vec![],
+                Some(key),
+                now,
+            )
         } else {
             // Re-enrolling a key that is already enrolled is refused: a device enrolls once.
             self.conclude(
@@ -467,8 +564,17 @@ impl Service {
         };
         let bound_handle = bound.device.as_ref().map(|d| d.handle.clone());
         let key = bound.device.map(|d| d.key_spki);
-        self.conclude(challenge, workflow, trust, bound_handle, reasons, raise.map(|h| (h, hw)), now, key.as_deref())
-            .await
+        self.conclude(
+            challenge,
+            workflow,
+            trust,
+            bound_handle,
+            reasons,
+            raise.map(|h| (h, hw)),
+            now,
+            key.as_deref(),
+        )
+        .await
     }
 
     fn outcome(
@@ -484,7 +590,12 @@ impl Service {
             device_handle: handle.map(str::to_owned),
             workflow: workflow.as_str().to_owned(),
             resource: challenge.resource.clone(),
-            decision: if reasons.is_empty() { "eligible" } else { "ineligible" }.to_owned(),
+            decision: if reasons.is_empty() {
+                "eligible"
+            } else {
+                "ineligible"
+            }
+            .to_owned(),
             reasons: reasons.iter().map(|r| r.as_str().to_owned()).collect(),
             policy_hash: policy_hash.to_owned(),
             created_at: now,
@@ -522,9 +633,25 @@ impl Service {
         now: UnixTime,
         key_for_token: Option<&[u8]>,
     ) -> Result<AttestationResponse, ServiceError> {
-        self.record(challenge, workflow, handle.as_deref(), &reasons, trust.policy.hash(), now, raise)
-            .await?;
-        self.respond(challenge, workflow, trust, handle, reasons, key_for_token, now)
+        self.record(
+            challenge,
+            workflow,
+            handle.as_deref(),
+            &reasons,
+            trust.policy.hash(),
+            now,
+            raise,
+        )
+        .await?;
+        self.respond(
+            challenge,
+            workflow,
+            trust,
+            handle,
+            reasons,
+            key_for_token,
+            now,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -541,7 +668,9 @@ impl Service {
         let eligible = reasons.is_empty();
         let result = self.result(challenge, workflow, handle.as_deref(), &reasons, trust, now)?;
         let token = match (eligible, key_for_token) {
-            (true, Some(k)) => Some(self.token(challenge, workflow, handle.as_deref(), k, trust, now)?),
+            (true, Some(k)) => {
+                Some(self.token(challenge, workflow, handle.as_deref(), k, trust, now)?)
+            }
             _ => None,
         };
         Ok(AttestationResponse {
@@ -630,7 +759,11 @@ impl Service {
 
     /// Revokes a device: its next attestation fails with `device_revoked`.
     pub async fn revoke_device(&self, handle: &str) -> Result<(), ServiceError> {
-        if self.store.set_device_status(handle, DeviceStatus::Revoked, self.clock.now()).await? {
+        if self
+            .store
+            .set_device_status(handle, DeviceStatus::Revoked, self.clock.now())
+            .await?
+        {
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!("device {handle}")))
@@ -638,9 +771,15 @@ impl Service {
     }
 
     /// Outcome counts over `[from, to)`.
-    pub async fn outcome_counts(&self, from: UnixTime, to: UnixTime) -> Result<Vec<OutcomeCount>, ServiceError> {
+    pub async fn outcome_counts(
+        &self,
+        from: UnixTime,
+        to: UnixTime,
+    ) -> Result<Vec<OutcomeCount>, ServiceError> {
         if to <= from {
-            return Err(ServiceError::InvalidRequest("`to` must be after `from`".into()));
+            return Err(ServiceError::InvalidRequest(
+                "`to` must be after `from`".into(),
+            ));
         }
         Ok(self.store.outcome_counts(from, to).await?)
     }
@@ -648,10 +787,9 @@ impl Service {
     /// Reloads the policy (and with it the anchors and status list) through the loader. On
     /// failure the old configuration stays in force.
     pub fn reload_policy(&self) -> Result<String, ServiceError> {
-        let loader = self
-            .loader
-            .as_ref()
-            .ok_or_else(|| ServiceError::InvalidRequest("this service has no policy file to reload".into()))?;
+        let loader = self.loader.as_ref().ok_or_else(|| {
+            ServiceError::InvalidRequest("this service has no policy file to reload".into())
+        })?;
         let trust = loader().map_err(ServiceError::InvalidRequest)?;
         let hash = trust.policy.hash().to_owned();
         self.set_trust(trust);
@@ -660,10 +798,15 @@ impl Service {
 
     /// Replaces the status list (Google's JSON format). On failure nothing changes.
     pub fn replace_status_list(&self, json: &[u8]) -> Result<usize, ServiceError> {
-        let list = StatusList::from_json(json).map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
+        let list =
+            StatusList::from_json(json).map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
         let n = list.len();
         let current = self.trust();
-        self.set_trust(Trust::new(current.policy.clone(), current.anchors.clone(), Some(list)));
+        self.set_trust(Trust::new(
+            current.policy.clone(),
+            current.anchors.clone(),
+            Some(list),
+        ));
         Ok(n)
     }
 
@@ -672,7 +815,10 @@ impl Service {
         let now = self.clock.now();
         Ok(self
             .store
-            .purge(now.saturating_add_secs(-self.config.outcome_retention_secs), now)
+            .purge(
+                now.saturating_add_secs(-self.config.outcome_retention_secs),
+                now,
+            )
             .await?)
     }
 }

@@ -214,17 +214,24 @@ pub fn verify(token: &str, jwks: &Value, now: UnixTime) -> Result<Value, TokenEr
     let header: Value = b64url_decode(h)
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(TokenError::Malformed)?;
-    if header["alg"] != "ES256" {
+    if header.get("alg").and_then(Value::as_str) != Some("ES256") {
         return Err(TokenError::BadSignature);
     }
-    let kid = header["kid"].as_str().ok_or(TokenError::Malformed)?;
-    let jwk = jwks["keys"]
-        .as_array()
-        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid))
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or(TokenError::Malformed)?;
+    let jwk = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .and_then(|keys| {
+            keys.iter()
+                .find(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+        })
         .ok_or(TokenError::BadSignature)?;
     let coord = |name: &str| {
-        jwk[name]
-            .as_str()
+        jwk.get(name)
+            .and_then(Value::as_str)
             .and_then(b64url_decode)
             .filter(|v| v.len() == 32)
     };
@@ -242,9 +249,8 @@ pub fn verify(token: &str, jwks: &Value, now: UnixTime) -> Result<Value, TokenEr
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(TokenError::Malformed)?;
     let t = now.as_secs();
-    if claims["exp"].as_i64().is_some_and(|exp| t >= exp)
-        || claims["nbf"].as_i64().is_some_and(|nbf| t < nbf)
-    {
+    let int = |name: &str| claims.get(name).and_then(Value::as_i64);
+    if int("exp").is_some_and(|exp| t >= exp) || int("nbf").is_some_and(|nbf| t < nbf) {
         return Err(TokenError::Expired);
     }
     Ok(claims)

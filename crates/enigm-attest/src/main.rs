@@ -85,10 +85,12 @@ fn main() -> ExitCode {
         }),
         Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
         Command::Serve(args) => serve::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Keys(KeysCommand::Rotate { data_dir }) => serve::rotate_key(&data_dir.join("signing-keys")).map(|kid| {
-            println!("new signing key {kid}; restart the service to sign with it");
-            ExitCode::SUCCESS
-        }),
+        Command::Keys(KeysCommand::Rotate { data_dir }) => {
+            serve::rotate_key(&data_dir.join("signing-keys")).map(|kid| {
+                println!("new signing key {kid}; restart the service to sign with it");
+                ExitCode::SUCCESS
+            })
+        }
         Command::Keys(KeysCommand::AdminToken) => admin_token(),
     };
     result.unwrap_or_else(|CliError(msg)| {

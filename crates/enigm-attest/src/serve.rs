@@ -76,7 +76,10 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("policy", &self.policy)
             .field("service", &self.service)
-            .field("database_url", &self.database_url.as_ref().map(|_| "<redacted>"))
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("admin_tokens", &self.admin_token_hashes.len())
             .field("signing_key", &self.signing_key)
             .field("test_trust_roots", &self.test_trust_roots)
@@ -85,12 +88,17 @@ impl std::fmt::Debug for Config {
 }
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(format!("ENIGM_ATTEST_{name}")).ok().filter(|v| !v.is_empty())
+    std::env::var(format!("ENIGM_ATTEST_{name}"))
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 fn env_i64(name: &str) -> Result<Option<i64>, CliError> {
     env(name)
-        .map(|v| v.parse().map_err(|_| CliError(format!("ENIGM_ATTEST_{name}={v:?} is not a whole number"))))
+        .map(|v| {
+            v.parse()
+                .map_err(|_| CliError(format!("ENIGM_ATTEST_{name}={v:?} is not a whole number")))
+        })
         .transpose()
 }
 
@@ -102,7 +110,11 @@ fn digest_hex(name: &str, s: &str) -> Result<[u8; 32], CliError> {
         .collect();
     bytes
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| CliError(format!("{name}: {s:?} is not a SHA-256 digest (64 hex digits)")))
+        .ok_or_else(|| {
+            CliError(format!(
+                "{name}: {s:?} is not a SHA-256 digest (64 hex digits)"
+            ))
+        })
 }
 
 impl Config {
@@ -112,7 +124,8 @@ impl Config {
             None => FileConfig::default(),
             Some(p) => {
                 let bytes = trust::read_limited(p, 1024 * 1024)?;
-                let text = String::from_utf8(bytes).map_err(|_| CliError(format!("{}: not UTF-8", p.display())))?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| CliError(format!("{}: not UTF-8", p.display())))?;
                 toml::from_str(&text).map_err(|e| CliError(format!("{}: {e}", p.display())))?
             }
         };
@@ -131,26 +144,46 @@ impl Config {
             .or_else(|| env("DATA_DIR").map(PathBuf::from))
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("data"));
-        let policy = args.policy.clone().or_else(|| env("POLICY").map(PathBuf::from)).or(file.policy);
+        let policy = args
+            .policy
+            .clone()
+            .or_else(|| env("POLICY").map(PathBuf::from))
+            .or(file.policy);
         let defaults = ServiceConfig::default();
         let challenge_ttl = match args.challenge_ttl {
             Some(v) => v,
-            None => env_i64("CHALLENGE_TTL")?.or(file.challenge_ttl).unwrap_or(defaults.challenge_ttl_secs),
+            None => env_i64("CHALLENGE_TTL")?
+                .or(file.challenge_ttl)
+                .unwrap_or(defaults.challenge_ttl_secs),
         };
-        let token_ttl = env_i64("TOKEN_TTL")?.or(file.token_ttl).unwrap_or(defaults.token_ttl_secs);
-        let result_ttl = env_i64("RESULT_TTL")?.or(file.result_ttl).unwrap_or(defaults.result_ttl_secs);
-        let retention_days = env_i64("OUTCOME_RETENTION_DAYS")?.or(file.outcome_retention_days).unwrap_or(30);
+        let token_ttl = env_i64("TOKEN_TTL")?
+            .or(file.token_ttl)
+            .unwrap_or(defaults.token_ttl_secs);
+        let result_ttl = env_i64("RESULT_TTL")?
+            .or(file.result_ttl)
+            .unwrap_or(defaults.result_ttl_secs);
+        let retention_days = env_i64("OUTCOME_RETENTION_DAYS")?
+            .or(file.outcome_retention_days)
+            .unwrap_or(30);
         if !(10..=600).contains(&challenge_ttl) {
-            return Err(CliError(format!("challenge_ttl {challenge_ttl} must be 10..=600 seconds")));
+            return Err(CliError(format!(
+                "challenge_ttl {challenge_ttl} must be 10..=600 seconds"
+            )));
         }
         if !(10..=3600).contains(&token_ttl) {
-            return Err(CliError(format!("token_ttl {token_ttl} must be 10..=3600 seconds: tokens live minutes")));
+            return Err(CliError(format!(
+                "token_ttl {token_ttl} must be 10..=3600 seconds: tokens live minutes"
+            )));
         }
         if !(10..=86_400).contains(&result_ttl) {
-            return Err(CliError(format!("result_ttl {result_ttl} must be 10..=86400 seconds")));
+            return Err(CliError(format!(
+                "result_ttl {result_ttl} must be 10..=86400 seconds"
+            )));
         }
         if !(1..=3650).contains(&retention_days) {
-            return Err(CliError(format!("outcome_retention_days {retention_days} must be 1..=3650")));
+            return Err(CliError(format!(
+                "outcome_retention_days {retention_days} must be 1..=3650"
+            )));
         }
         let admin: Vec<String> = match env("ADMIN_TOKEN_SHA256") {
             Some(v) => v.split(',').map(str::to_owned).collect(),
@@ -184,7 +217,9 @@ impl Config {
 /// Loads the policy (or the built-in one), its anchors, status list and the test-only roots.
 fn load_trust(policy: Option<&Path>, test_roots: &[PathBuf]) -> Result<Trust, CliError> {
     let loaded = policy.map(trust::load_policy).transpose()?;
-    let policy_value = loaded.as_ref().map_or_else(Policy::builtin, |l| l.policy.clone());
+    let policy_value = loaded
+        .as_ref()
+        .map_or_else(Policy::builtin, |l| l.policy.clone());
     let google = policy_value.trust().google_roots;
     let mut anchors = if google {
         attest_android::TrustAnchors::google()
@@ -216,9 +251,13 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
-    f.write_all(bytes).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
-    f.sync_all().map_err(|e| CliError(format!("{}: {e}", path.display())))
+    let mut f = opts
+        .open(path)
+        .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    f.write_all(bytes)
+        .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    f.sync_all()
+        .map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
 
 /// The device-handle secret: 32 random bytes, generated on first start.
@@ -231,7 +270,10 @@ fn handle_secret(dir: &Path) -> Result<Vec<u8>, CliError> {
     }
     let s = trust::read_limited(&path, 1024)?;
     if s.len() < 32 {
-        return Err(CliError(format!("{}: shorter than 32 bytes", path.display())));
+        return Err(CliError(format!(
+            "{}: shorter than 32 bytes",
+            path.display()
+        )));
     }
     Ok(s)
 }
@@ -251,7 +293,10 @@ fn signer(cfg: &Config) -> Result<Signer, CliError> {
     if key_files(&dir)?.is_empty() {
         rotate_key(&dir)?;
     }
-    let keys = key_files(&dir)?.iter().map(|p| load(p)).collect::<Result<Vec<_>, _>>()?;
+    let keys = key_files(&dir)?
+        .iter()
+        .map(|p| load(p))
+        .collect::<Result<Vec<_>, _>>()?;
     Signer::new(keys).map_err(|e| CliError(e.to_string()))
 }
 
@@ -292,7 +337,8 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
 }
 
 async fn serve(cfg: Config) -> Result<(), CliError> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| CliError(format!("{}: {e}", cfg.data_dir.display())))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| CliError(format!("{}: {e}", cfg.data_dir.display())))?;
     let trust = load_trust(cfg.policy.as_deref(), &cfg.test_trust_roots)?;
     let store = match &cfg.database_url {
         Some(url) => Store::connect(url).await,
@@ -304,7 +350,11 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
 
     tracing::info!(policy_hash = %trust.policy.hash(), policy = %cfg.policy.as_ref().map_or("built-in".to_owned(), |p| p.display().to_string()), "policy active");
     tracing::info!(anchors = %trust.anchor_names().join(", "), status_list_entries = trust.status_list.as_ref().map_or(0, |l| l.len()), "trust anchors");
-    let test_trust: Vec<String> = cfg.test_trust_roots.iter().map(|p| p.display().to_string()).collect();
+    let test_trust: Vec<String> = cfg
+        .test_trust_roots
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     if !test_trust.is_empty() {
         tracing::warn!(roots = %test_trust.join(", "), "TEST-ONLY TRUST ROOTS ARE ACTIVE: evidence from test devices is accepted. Never do this in production.");
     }
@@ -315,11 +365,24 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
 
     let policy_path = cfg.policy.clone();
     let test_roots = cfg.test_trust_roots.clone();
-    let loader: TrustLoader = Box::new(move || load_trust(policy_path.as_deref(), &test_roots).map_err(|e| e.0));
+    let loader: TrustLoader =
+        Box::new(move || load_trust(policy_path.as_deref(), &test_roots).map_err(|e| e.0));
     let service = Arc::new(
-        Service::new(store, trust, signer, &secret, cfg.service.clone(), Arc::new(SystemClock)).with_loader(loader),
+        Service::new(
+            store,
+            trust,
+            signer,
+            &secret,
+            cfg.service.clone(),
+            Arc::new(SystemClock),
+        )
+        .with_loader(loader),
     );
-    let state = AppState::new(Arc::clone(&service), cfg.admin_token_hashes.clone(), test_trust);
+    let state = AppState::new(
+        Arc::clone(&service),
+        cfg.admin_token_hashes.clone(),
+        test_trust,
+    );
     let app = attest_http::router(state);
 
     // Retention: purge old outcomes and expired challenges hourly.
