@@ -199,10 +199,12 @@ fn status_list_revokes() {
         "c.pem",
         pem::encode_certificates(&device.attest(b"c").unwrap().chain).as_bytes(),
     );
-    // The test PKI's intermediate has serial 0x2002.
+    let serial = attest_android::Certificate::from_der(device.pki.intermediate_cert.clone())
+        .unwrap()
+        .serial_hex();
     let list = tmp.write(
         "status.json",
-        br#"{"entries": {"2002": {"status": "SUSPENDED"}}}"#,
+        format!(r#"{{"entries": {{"{serial}": {{"status": "SUSPENDED"}}}}}}"#).as_bytes(),
     );
     let out = run(&[
         "verify",
