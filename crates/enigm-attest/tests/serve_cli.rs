@@ -1,0 +1,214 @@
+//! `enigm-attest serve` as an operator starts it: a real process from an empty folder, no
+//! configuration but a test-only root, real HTTP; a software device enrolls and attests.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use attest_android::pem;
+use attest_device::SoftwareDevice;
+use attest_service::proof_message;
+use attest_token::{b64url, b64url_decode};
+use base64::Engine;
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    dir: PathBuf,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Option<(u16, Value)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, payload) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, serde_json::from_str(payload).unwrap_or(Value::Null)))
+}
+
+fn start(device: &SoftwareDevice) -> Server {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("enigm-attest-serve-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = dir.join("sim-root.pem");
+    std::fs::write(
+        &root,
+        pem::encode_certificates(&[device.root_cert().to_vec()]),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--test-trust-root",
+            "sim-root.pem",
+        ])
+        .current_dir(&dir)
+        .env_remove("ENIGM_ATTEST_POLICY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server { child, dir, addr };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while request(addr, "GET", "/healthz", None).is_none() {
+        assert!(Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+#[test]
+fn serves_with_no_setup_and_a_device_enrolls_and_attests() {
+    let device = SoftwareDevice::new().unwrap();
+    let s = start(&device);
+    let (status, ready) = request(s.addr, "GET", "/readyz", None).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        ready["anchors"].as_array().unwrap().len(),
+        3,
+        "Google's two keys and the test root"
+    );
+    assert_eq!(ready["test_only_trust"], json!(["sim-root.pem"]));
+    for f in ["attest.db", "handle-secret", "signing-keys"] {
+        assert!(
+            s.dir.join("data").join(f).exists(),
+            "data/{f} created on first start"
+        );
+    }
+
+    let b64 = |chain: &[Vec<u8>]| -> Vec<String> {
+        chain
+            .iter()
+            .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
+            .collect()
+    };
+    let (_, ch) = request(
+        s.addr,
+        "POST",
+        "/v1/challenges",
+        Some(&json!({"workflow": "enrollment"})),
+    )
+    .unwrap();
+    let nonce = b64url_decode(ch["nonce"].as_str().unwrap()).unwrap();
+    let a = device.attest(&nonce).unwrap();
+    let (status, r) = request(
+        s.addr,
+        "POST",
+        "/v1/attestations",
+        Some(&json!({"challenge_id": ch["challenge_id"], "certificate_chain": b64(&a.chain)})),
+    )
+    .unwrap();
+    assert_eq!(
+        (status, r["decision"].as_str()),
+        (200, Some("eligible")),
+        "{r}"
+    );
+    let handle = r["device_handle"].as_str().unwrap().to_owned();
+
+    for workflow in [
+        "registration",
+        "protected_metadata",
+        "private_artifact",
+        "release_channel",
+        "update_authorization",
+    ] {
+        let (_, ch) = request(
+            s.addr,
+            "POST",
+            "/v1/challenges",
+            Some(&json!({"workflow": workflow, "resource": "r1", "device_handle": handle})),
+        )
+        .unwrap();
+        let id = ch["challenge_id"].as_str().unwrap();
+        let nonce = b64url_decode(ch["nonce"].as_str().unwrap()).unwrap();
+        let fresh = device.attest(&nonce).unwrap();
+        let proof = a
+            .key
+            .sign(&proof_message(id, &nonce, workflow, "r1", fresh.key.spki()))
+            .unwrap();
+        let (status, r) = request(
+            s.addr,
+            "POST",
+            "/v1/attestations",
+            Some(&json!({"challenge_id": id, "certificate_chain": b64(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)})),
+        )
+        .unwrap();
+        assert_eq!(
+            (status, r["decision"].as_str()),
+            (200, Some("eligible")),
+            "{workflow}: {r}"
+        );
+        assert!(r["token"].is_string());
+    }
+    // The built-in policy requires StrongBox nowhere, so a TEE device passes sensitive_channel too.
+    let (status, _) = request(s.addr, "GET", "/metrics", None).unwrap();
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn refuses_bad_configuration_before_starting() {
+    for args in [
+        vec!["serve", "--listen", "not-an-address"],
+        vec!["serve", "--challenge-ttl", "5"],
+        vec!["serve", "--policy", "/no/such/policy.toml"],
+        vec!["serve", "--test-trust-root", "/no/such/root.pem"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+            .args(&args)
+            .env(
+                "ENIGM_ATTEST_DATA_DIR",
+                std::env::temp_dir().join("enigm-attest-never"),
+            )
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args(["serve"])
+        .env("ENIGM_ATTEST_TOKEN_TTL", "86400")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "tokens live minutes, not a day");
+}
