@@ -30,7 +30,8 @@ pub use metrics::Metrics;
 /// Largest request body accepted (a 10-certificate chain in base64 fits several times over).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// The published API description.
+/// The published API description, written by hand and checked against [`ROUTES`] by a test
+/// (docs/decisions/0010-hand-written-openapi-and-metrics.md).
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Every route: method, path template, whether it is an admin route.

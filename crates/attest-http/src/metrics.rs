@@ -1,5 +1,6 @@
 //! Prometheus metrics, kept by hand: a counter of decisions by workflow, decision and reason,
-//! and a latency histogram per route. A few dozen series do not need an exporter framework.
+//! and a latency histogram per route. A few dozen series do not need an exporter framework
+//! (docs/decisions/0010-hand-written-openapi-and-metrics.md).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

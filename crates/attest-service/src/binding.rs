@@ -4,7 +4,8 @@
 //! nonce, and a proof: a signature by the enrolled device key K_dev over the bytes of
 //! [`proof_message`]. A valid chain relayed from another device fails here, because only the
 //! enrolled device holds K_dev; and the fresh evidence must match the pins taken at enrollment
-//! and may not go backwards.
+//! and may not go backwards. Why there is no TLS exporter in the proof:
+//! docs/decisions/0008-proof-without-tls-exporter.md.
 
 use attest_android::{Claims, verify_with_spki};
 use attest_core::ReasonCode;

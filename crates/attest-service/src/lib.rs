@@ -288,7 +288,8 @@ impl Service {
         &self.store
     }
 
-    /// The device handle of a device key: HMAC-SHA256 under the deployment secret.
+    /// The device handle of a device key: HMAC-SHA256 under the deployment secret
+    /// (docs/decisions/0006-device-handle.md).
     pub fn device_handle(&self, key_spki: &[u8]) -> String {
         format!(
             "dh_{}",
@@ -343,7 +344,8 @@ impl Service {
         })
     }
 
-    /// Appraises evidence for the challenge it answers.
+    /// Appraises evidence for the challenge it answers. An ineligible device is an `Ok`
+    /// response; `Err` means no appraisal happened (docs/decisions/0007-ineligible-is-a-result.md).
     pub async fn attest(
         &self,
         req: AttestationRequest,

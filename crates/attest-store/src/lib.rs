@@ -3,7 +3,7 @@
 //! This room owns the schema and every SQL statement. It goes through sqlx's `Any` driver with
 //! portable SQL (`$n` placeholders, `DELETE ... RETURNING`, `BIGINT` columns), so the same code
 //! serves the embedded SQLite default and PostgreSQL; only the DDL differs per backend
-//! (`migrations/<backend>/`).
+//! (`migrations/<backend>/`); see docs/decisions/0009-storage-through-sqlx-any.md.
 //!
 //! What is stored (and what is not) is part of the privacy promise: no certificate, serial,
 //! attestation id or raw evidence; pins, handles and policy outcomes only.
