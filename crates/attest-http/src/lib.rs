@@ -307,7 +307,7 @@ async fn attest(
     }
     let proof = match &body.proof {
         None => None,
-        Some(p) => Some(attest_token_b64url(p).ok_or_else(|| {
+        Some(p) => Some(b64url_decode(p).ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "request_binding_failed",
@@ -345,7 +345,7 @@ async fn attest(
     Ok(resp)
 }
 
-fn attest_token_b64url(s: &str) -> Option<Vec<u8>> {
+fn b64url_decode(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
         .ok()
@@ -431,7 +431,7 @@ async fn admin_device(
         "status": d.status.as_str(),
         "model": d.model,
         "security_level": match d.security_level { 2 => "strongbox", _ => "tee" },
-        "verified_boot_key": attest_service_hex(&d.boot_key),
+        "verified_boot_key": hex(&d.boot_key),
         "key_sha256": attest_service::key_fingerprint(&d.key_spki),
         "os_version": d.os_version,
         "os_patch_level": d.os_patch_level,
@@ -442,7 +442,7 @@ async fn admin_device(
     })))
 }
 
-fn attest_service_hex(b: &[u8]) -> String {
+fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

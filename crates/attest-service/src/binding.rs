@@ -11,6 +11,8 @@ use attest_android::{Claims, verify_with_spki};
 use attest_core::ReasonCode;
 use attest_store::{ChallengeRecord, DeviceRecord, DeviceStatus};
 use attest_token::b64url;
+
+use crate::{level_number, ymd};
 use aws_lc_rs::digest;
 
 /// The exact bytes K_dev signs: UTF-8 lines joined by `\n`, with a trailing `\n`:
@@ -51,14 +53,6 @@ pub(crate) struct Bound {
     /// The enrolled device, when the proof bound the evidence to it.
     pub device: Option<DeviceRecord>,
     pub reasons: Vec<ReasonCode>,
-}
-
-fn level(l: attest_android::SecurityLevel) -> i64 {
-    match l {
-        attest_android::SecurityLevel::Software => 0,
-        attest_android::SecurityLevel::TrustedEnvironment => 1,
-        attest_android::SecurityLevel::StrongBox => 2,
-    }
 }
 
 /// Checks handle, proof, status and pins. Every failing check adds its reason.
@@ -108,8 +102,7 @@ pub(crate) fn check(i: Inputs<'_>) -> Bound {
         Some(rot) if rot.verified_boot_key == device.boot_key => {}
         _ => fail(&mut reasons, ReasonCode::EnrollmentBindingFailed),
     }
-    let ymd = |p: Option<attest_android::PatchLevel>| p.map_or(0, |p| p.year_month_day());
-    let went_down = level(c.security_level) < device.security_level
+    let went_down = level_number(c.security_level) < device.security_level
         || c.os_version.unwrap_or(0) < device.os_version
         || ymd(c.os_patch_level) < device.os_patch_level
         || ymd(c.vendor_patch_level) < device.vendor_patch_level

@@ -179,13 +179,6 @@ pub struct AttestationResponse {
     pub result: String,
 }
 
-/// The enrolled-device view for operators.
-#[derive(Clone, Debug)]
-pub struct DeviceView {
-    /// The stored record.
-    pub record: DeviceRecord,
-}
-
 /// The service.
 pub struct Service {
     store: Store,
@@ -211,12 +204,51 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], ServiceError> {
     Ok(b)
 }
 
+/// One attestation being decided: what every step needs, read once.
+struct Ctx<'a> {
+    challenge: &'a ChallengeRecord,
+    workflow: Workflow,
+    trust: &'a Trust,
+    now: UnixTime,
+}
+
+fn decision_name(reasons: &[ReasonCode]) -> &'static str {
+    if reasons.is_empty() {
+        "eligible"
+    } else {
+        "ineligible"
+    }
+}
+
+fn outcome(cx: &Ctx<'_>, handle: Option<&str>, reasons: &[ReasonCode]) -> OutcomeRecord {
+    OutcomeRecord {
+        device_handle: handle.map(str::to_owned),
+        workflow: cx.workflow.as_str().to_owned(),
+        resource: cx.challenge.resource.clone(),
+        decision: decision_name(reasons).to_owned(),
+        reasons: reasons.iter().map(|r| r.as_str().to_owned()).collect(),
+        policy_hash: cx.trust.policy.hash().to_owned(),
+        created_at: cx.now,
+    }
+}
+
 /// Normalised patch level (YYYYMMDD, 0 when absent) for pins.
-fn ymd(p: Option<attest_android::PatchLevel>) -> i64 {
+pub(crate) fn ymd(p: Option<attest_android::PatchLevel>) -> i64 {
     p.map_or(0, |p| p.year_month_day())
 }
 
-fn level_number(l: SecurityLevel) -> i64 {
+/// The pin values of fresh claims.
+fn high_water(c: &Claims) -> HighWater {
+    HighWater {
+        os_version: c.os_version.unwrap_or(0),
+        os_patch_level: ymd(c.os_patch_level),
+        vendor_patch_level: ymd(c.vendor_patch_level),
+        boot_patch_level: ymd(c.boot_patch_level),
+    }
+}
+
+/// Security level as pinned: 0 software, 1 TEE, 2 StrongBox.
+pub(crate) fn level_number(l: SecurityLevel) -> i64 {
     match l {
         SecurityLevel::Software => 0,
         SecurityLevel::TrustedEnvironment => 1,
@@ -379,6 +411,12 @@ impl Service {
             ServiceError::Internal("stored challenge has an unknown workflow".into())
         })?;
         let trust = self.trust();
+        let cx = Ctx {
+            challenge: &challenge,
+            workflow,
+            trust: &trust,
+            now,
+        };
 
         let appraisal =
             trust
@@ -390,48 +428,25 @@ impl Service {
                 reason: ReasonCode::MalformedEvidence,
                 detail,
             }) => {
-                self.record(
-                    &challenge,
-                    workflow,
-                    None,
-                    &[ReasonCode::MalformedEvidence],
-                    trust.policy.hash(),
-                    now,
-                    None,
-                )
-                .await?;
+                self.record(&cx, None, &[ReasonCode::MalformedEvidence], None)
+                    .await?;
                 return Err(refused(ReasonCode::MalformedEvidence, detail));
             }
             Err(r) => {
                 tracing::info!(workflow = %workflow, reason = %r.reason, detail = %r.detail, "evidence rejected");
-                return self
-                    .conclude(
-                        &challenge,
-                        workflow,
-                        &trust,
-                        None,
-                        vec![r.reason],
-                        None,
-                        now,
-                        None,
-                    )
-                    .await;
+                return self.conclude(&cx, None, vec![r.reason], None, None).await;
             }
         };
         let decision = trust.policy.evaluate(evidence.claims(), workflow);
         if workflow == Workflow::Enrollment {
-            self.enroll(&challenge, &trust, &evidence, decision, now)
-                .await
+            self.enroll(&cx, &evidence, decision).await
         } else {
             self.gated(
-                &challenge,
-                workflow,
-                &trust,
-                &req.device_handle,
+                &cx,
+                req.device_handle.as_deref(),
                 req.proof.as_deref(),
                 &evidence,
                 decision,
-                now,
             )
             .await
         }
@@ -439,244 +454,137 @@ impl Service {
 
     async fn enroll(
         &self,
-        challenge: &ChallengeRecord,
-        trust: &Trust,
+        cx: &Ctx<'_>,
         evidence: &VerifiedEvidence,
         decision: Decision,
-        now: UnixTime,
     ) -> Result<AttestationResponse, ServiceError> {
-        let key = evidence.leaf_spki();
-        let handle = self.device_handle(key);
         if !decision.eligible {
-            return self
-                .conclude(
-                    challenge,
-                    Workflow::Enrollment,
-                    trust,
-                    None,
-                    decision.reasons,
-                    None,
-                    now,
-                    None,
-                )
-                .await;
+            return self.conclude(cx, None, decision.reasons, None, None).await;
         }
         let claims = evidence.claims();
         let Some(rot) = &claims.root_of_trust else {
             // The policy refuses a missing root of trust; this is only a safety net.
             return self
-                .conclude(
-                    challenge,
-                    Workflow::Enrollment,
-                    trust,
-                    None,
-                    vec![ReasonCode::BootStateUnverified],
-                    None,
-                    now,
-                    None,
-                )
+                .conclude(cx, None, vec![ReasonCode::BootStateUnverified], None, None)
                 .await;
         };
+        let key = evidence.leaf_spki();
+        let handle = self.device_handle(key);
+        let marks = high_water(claims);
         let record = DeviceRecord {
             handle: handle.clone(),
             key_spki: key.to_vec(),
             boot_key: rot.verified_boot_key.clone(),
             security_level: level_number(claims.security_level),
-            os_version: claims.os_version.unwrap_or(0),
-            os_patch_level: ymd(claims.os_patch_level),
-            vendor_patch_level: ymd(claims.vendor_patch_level),
-            boot_patch_level: ymd(claims.boot_patch_level),
+            os_version: marks.os_version,
+            os_patch_level: marks.os_patch_level,
+            vendor_patch_level: marks.vendor_patch_level,
+            boot_patch_level: marks.boot_patch_level,
             model: decision.device_model.clone(),
             status: DeviceStatus::Active,
-            enrolled_at: now,
-            updated_at: now,
+            enrolled_at: cx.now,
+            updated_at: cx.now,
         };
-        let outcome = self.outcome(
-            challenge,
-            Workflow::Enrollment,
-            Some(&handle),
-            &[],
-            trust.policy.hash(),
-            now,
-        );
-        if self.store.enroll(&record, &outcome).await? {
-            self.respond(
-                challenge,
-                Workflow::Enrollment,
-                trust,
-                Some(handle),
-                vec![],
-                Some(key),
-                now,
-            )
+        if self
+            .store
+            .enroll(&record, &outcome(cx, Some(&handle), &[]))
+            .await?
+        {
+            self.respond(cx, Some(handle), vec![], Some(key))
         } else {
-            // Re-enrolling a key that is already enrolled is refused: a device enrolls once.
+            // Re-enrolling a key that is already enrolled is refused: a key enrolls once.
             self.conclude(
-                challenge,
-                Workflow::Enrollment,
-                trust,
+                cx,
                 None,
                 vec![ReasonCode::EnrollmentBindingFailed],
                 None,
-                now,
                 None,
             )
             .await
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn gated(
         &self,
-        challenge: &ChallengeRecord,
-        workflow: Workflow,
-        trust: &Trust,
-        handle: &Option<String>,
+        cx: &Ctx<'_>,
+        handle: Option<&str>,
         proof: Option<&[u8]>,
         evidence: &VerifiedEvidence,
         decision: Decision,
-        now: UnixTime,
     ) -> Result<AttestationResponse, ServiceError> {
-        let mut reasons = decision.reasons;
         let device = match handle {
             None => None,
             Some(h) => self.store.device(h).await?,
         };
         let bound = binding::check(binding::Inputs {
-            challenge,
-            request_handle: handle.as_deref(),
+            challenge: cx.challenge,
+            request_handle: handle,
             device: device.as_ref(),
             proof,
             claims: evidence.claims(),
             fresh_key: evidence.leaf_spki(),
         });
+        let mut reasons = decision.reasons;
         reasons.extend(bound.reasons);
         reasons.sort();
         reasons.dedup();
-        let raise = match (&device, reasons.is_empty()) {
-            (Some(d), true) => Some(d.handle.clone()),
-            _ => None,
+        let Some(device) = bound.device else {
+            return self.conclude(cx, None, reasons, None, None).await;
         };
-        let claims = evidence.claims();
-        let hw = HighWater {
-            os_version: claims.os_version.unwrap_or(0),
-            os_patch_level: ymd(claims.os_patch_level),
-            vendor_patch_level: ymd(claims.vendor_patch_level),
-            boot_patch_level: ymd(claims.boot_patch_level),
-        };
-        let bound_handle = bound.device.as_ref().map(|d| d.handle.clone());
-        let key = bound.device.map(|d| d.key_spki);
+        // Only an eligible attestation moves the high-water marks (and only upwards).
+        let raise = reasons.is_empty().then(|| high_water(evidence.claims()));
         self.conclude(
-            challenge,
-            workflow,
-            trust,
-            bound_handle,
+            cx,
+            Some(device.handle),
             reasons,
-            raise.map(|h| (h, hw)),
-            now,
-            key.as_deref(),
+            raise,
+            Some(&device.key_spki),
         )
         .await
     }
 
-    fn outcome(
+    /// Stores the outcome (raising the device's marks with it when given), then answers.
+    async fn conclude(
         &self,
-        challenge: &ChallengeRecord,
-        workflow: Workflow,
-        handle: Option<&str>,
-        reasons: &[ReasonCode],
-        policy_hash: &str,
-        now: UnixTime,
-    ) -> OutcomeRecord {
-        OutcomeRecord {
-            device_handle: handle.map(str::to_owned),
-            workflow: workflow.as_str().to_owned(),
-            resource: challenge.resource.clone(),
-            decision: if reasons.is_empty() {
-                "eligible"
-            } else {
-                "ineligible"
-            }
-            .to_owned(),
-            reasons: reasons.iter().map(|r| r.as_str().to_owned()).collect(),
-            policy_hash: policy_hash.to_owned(),
-            created_at: now,
-        }
+        cx: &Ctx<'_>,
+        handle: Option<String>,
+        reasons: Vec<ReasonCode>,
+        raise: Option<HighWater>,
+        key_for_token: Option<&[u8]>,
+    ) -> Result<AttestationResponse, ServiceError> {
+        self.record(cx, handle.as_deref(), &reasons, raise).await?;
+        self.respond(cx, handle, reasons, key_for_token)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
-        challenge: &ChallengeRecord,
-        workflow: Workflow,
+        cx: &Ctx<'_>,
         handle: Option<&str>,
         reasons: &[ReasonCode],
-        policy_hash: &str,
-        now: UnixTime,
-        raise: Option<(String, HighWater)>,
+        raise: Option<HighWater>,
     ) -> Result<(), ServiceError> {
-        let outcome = self.outcome(challenge, workflow, handle, reasons, policy_hash, now);
+        let raise = handle.zip(raise);
         self.store
-            .record(&outcome, raise.as_ref().map(|(h, hw)| (h.as_str(), *hw)))
+            .record(&outcome(cx, handle, reasons), raise)
             .await?;
         Ok(())
     }
 
-    /// Stores the outcome, then answers.
-    #[allow(clippy::too_many_arguments)]
-    async fn conclude(
-        &self,
-        challenge: &ChallengeRecord,
-        workflow: Workflow,
-        trust: &Trust,
-        handle: Option<String>,
-        reasons: Vec<ReasonCode>,
-        raise: Option<(String, HighWater)>,
-        now: UnixTime,
-        key_for_token: Option<&[u8]>,
-    ) -> Result<AttestationResponse, ServiceError> {
-        self.record(
-            challenge,
-            workflow,
-            handle.as_deref(),
-            &reasons,
-            trust.policy.hash(),
-            now,
-            raise,
-        )
-        .await?;
-        self.respond(
-            challenge,
-            workflow,
-            trust,
-            handle,
-            reasons,
-            key_for_token,
-            now,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
     fn respond(
         &self,
-        challenge: &ChallengeRecord,
-        workflow: Workflow,
-        trust: &Trust,
+        cx: &Ctx<'_>,
         handle: Option<String>,
         reasons: Vec<ReasonCode>,
         key_for_token: Option<&[u8]>,
-        now: UnixTime,
     ) -> Result<AttestationResponse, ServiceError> {
         let eligible = reasons.is_empty();
-        let result = self.result(challenge, workflow, handle.as_deref(), &reasons, trust, now)?;
+        let result = self.result(cx, handle.as_deref(), &reasons)?;
         let token = match (eligible, key_for_token) {
-            (true, Some(k)) => {
-                Some(self.token(challenge, workflow, handle.as_deref(), k, trust, now)?)
-            }
+            (true, Some(k)) => Some(self.token(cx, handle.as_deref(), k)?),
             _ => None,
         };
         Ok(AttestationResponse {
-            workflow,
+            workflow: cx.workflow,
             eligible,
             reasons,
             device_handle: handle,
@@ -688,31 +596,29 @@ impl Service {
     /// The signed result: an EAR-style appraisal (docs/protocol.md).
     fn result(
         &self,
-        challenge: &ChallengeRecord,
-        workflow: Workflow,
+        cx: &Ctx<'_>,
         handle: Option<&str>,
         reasons: &[ReasonCode],
-        trust: &Trust,
-        now: UnixTime,
     ) -> Result<String, ServiceError> {
+        let now = cx.now;
         let claims = json!({
             "iss": self.config.issuer,
             "iat": now.as_secs(),
             "exp": now.saturating_add_secs(self.config.result_ttl_secs).as_secs(),
             "eat_profile": "tag:github.com,2023:veraison/ear",
-            "eat_nonce": b64url(&challenge.nonce),
+            "eat_nonce": b64url(&cx.challenge.nonce),
             "ear.verifier_id": {"developer": "enigm-attest", "build": env!("CARGO_PKG_VERSION")},
             "submods": {
                 "android-key-attestation": {
                     "ear.status": if reasons.is_empty() { "affirming" } else { "contraindicated" },
                     "ear.trustworthiness-vector": trust_vector(reasons),
-                    "ear.appraisal-policy-id": format!("sha256:{}", trust.policy.hash()),
+                    "ear.appraisal-policy-id": format!("sha256:{}", cx.trust.policy.hash()),
                 }
             },
-            "enigm.workflow": workflow.as_str(),
-            "enigm.resource": challenge.resource,
+            "enigm.workflow": cx.workflow.as_str(),
+            "enigm.resource": cx.challenge.resource,
             "enigm.device_handle": handle,
-            "enigm.decision": if reasons.is_empty() { "eligible" } else { "ineligible" },
+            "enigm.decision": decision_name(reasons),
             "enigm.reasons": reasons.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
         });
         self.signer
@@ -723,12 +629,9 @@ impl Service {
     /// The eligibility token: bound to the device key (`cnf.jkt`), one workflow and resource.
     fn token(
         &self,
-        challenge: &ChallengeRecord,
-        workflow: Workflow,
+        cx: &Ctx<'_>,
         handle: Option<&str>,
         device_key: &[u8],
-        trust: &Trust,
-        now: UnixTime,
     ) -> Result<String, ServiceError> {
         let jkt = attest_token::jwk_thumbprint(device_key)
             .ok_or_else(|| ServiceError::Internal("device key has no JWK form".into()))?;
@@ -736,13 +639,13 @@ impl Service {
             "iss": self.config.issuer,
             "sub": handle,
             "aud": "enigm-ota",
-            "iat": now.as_secs(),
-            "exp": now.saturating_add_secs(self.config.token_ttl_secs).as_secs(),
+            "iat": cx.now.as_secs(),
+            "exp": cx.now.saturating_add_secs(self.config.token_ttl_secs).as_secs(),
             "jti": b64url(&random_bytes::<16>()?),
-            "workflow": workflow.as_str(),
-            "resource": challenge.resource,
+            "workflow": cx.workflow.as_str(),
+            "resource": cx.challenge.resource,
             "cnf": {"jkt": jkt},
-            "policy_hash": trust.policy.hash(),
+            "policy_hash": cx.trust.policy.hash(),
         });
         self.signer
             .sign(&claims, "at+jwt")
@@ -845,6 +748,3 @@ fn trust_vector(reasons: &[ReasonCode]) -> Value {
 pub fn key_fingerprint(spki: &[u8]) -> String {
     attest_android::hex(digest::digest(&digest::SHA256, spki).as_ref())
 }
-
-/// The claims a device proves, re-exported for the HTTP layer's documentation.
-pub type DeviceClaims = Claims;
