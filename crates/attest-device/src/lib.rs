@@ -15,6 +15,7 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 
 pub mod keydesc;
+pub mod testing;
 
 pub use keydesc::{KeyDescriptionSpec, value};
 

@@ -9,12 +9,13 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 
 use attest_android::{TrustAnchors, hex};
 use attest_core::{Clock, ManualClock, UnixTime};
 use attest_device::keydesc::{SOFTWARE, STRONGBOX};
+use attest_device::testing::TempDir;
 use attest_device::{KeyDescriptionSpec, SigningKey, SoftwareDevice, value};
 use attest_http::{AppState, OPENAPI, ROUTES, router};
 use attest_policy::Policy;
@@ -27,26 +28,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const START: UnixTime = UnixTime::from_secs(1_793_491_200); // 2026-11-01T00:00:00Z
 const ADMIN_TOKEN: &str = "eat_test-admin-token";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!("attest-e2e-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Reply {
     status: u16,
@@ -142,8 +123,8 @@ min_security_level = "strongbox"
 
 /// A server trusting the roots of `devices`, allow-listing the first device's boot key.
 async fn server(devices: &[&SoftwareDevice], extra_policy: &str) -> Server {
-    let dir = TempDir::new("srv");
-    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    let dir = TempDir::new("srv").unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
     let mut anchors = TrustAnchors::google();
     for d in devices {
         anchors.add_certificate(d.root_cert().to_vec()).unwrap();
@@ -956,7 +937,7 @@ async fn nothing_identifying_is_stored() {
     needles.push(b"358240051111110".to_vec());
     s.service.store().close().await;
     let mut scanned = 0;
-    for entry in std::fs::read_dir(&s.dir.0).unwrap() {
+    for entry in std::fs::read_dir(s.dir.path()).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         scanned += bytes.len();

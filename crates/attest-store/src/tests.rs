@@ -2,26 +2,7 @@
 
 use super::*;
 
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("attest-store-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use attest_device::testing::TempDir;
 
 fn challenge(id: &str, expires: i64) -> ChallengeRecord {
     ChallengeRecord {
@@ -72,8 +53,8 @@ fn outcome(
 
 #[tokio::test]
 async fn a_challenge_is_consumed_once() {
-    let dir = TempDir::new("once");
-    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    let dir = TempDir::new("once").unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
     store.insert_challenge(&challenge("c1", 200)).await.unwrap();
     assert_eq!(
         store.consume_challenge("c1").await.unwrap(),
@@ -90,8 +71,8 @@ async fn a_challenge_is_consumed_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_consumers_race_and_one_wins() {
-    let dir = TempDir::new("race");
-    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    let dir = TempDir::new("race").unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
     store
         .insert_challenge(&challenge("race", 200))
         .await
@@ -111,8 +92,8 @@ async fn concurrent_consumers_race_and_one_wins() {
 
 #[tokio::test]
 async fn enrollment_is_unique_per_key_and_outcomes_are_kept() {
-    let dir = TempDir::new("enroll");
-    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    let dir = TempDir::new("enroll").unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
     let d = device("dh_a", 1);
     assert!(
         store
@@ -160,8 +141,8 @@ async fn enrollment_is_unique_per_key_and_outcomes_are_kept() {
 
 #[tokio::test]
 async fn high_water_marks_only_rise_and_status_changes() {
-    let dir = TempDir::new("hw");
-    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    let dir = TempDir::new("hw").unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
     store
         .enroll(
             &device("dh", 2),
@@ -213,8 +194,8 @@ async fn high_water_marks_only_rise_and_status_changes() {
 
 #[tokio::test]
 async fn counts_split_reasons_and_purge_respects_retention() {
-    let dir = TempDir::new("counts");
-    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    let dir = TempDir::new("counts").unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
     store
         .record(
             &outcome(
@@ -278,9 +259,9 @@ async fn counts_split_reasons_and_purge_respects_retention() {
 
 #[tokio::test]
 async fn reopening_keeps_data_and_migrations_run_once() {
-    let dir = TempDir::new("reopen");
+    let dir = TempDir::new("reopen").unwrap();
     {
-        let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+        let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
         store
             .enroll(
                 &device("dh", 3),
@@ -290,7 +271,7 @@ async fn reopening_keeps_data_and_migrations_run_once() {
             .unwrap();
         store.close().await;
     }
-    let store = Store::open_sqlite_dir(&dir.0).await.unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
     assert!(store.device("dh").await.unwrap().is_some());
     store.ping().await.unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);

@@ -12,28 +12,11 @@ use std::process::{Command, Output};
 
 use attest_android::pem;
 use attest_device::SoftwareDevice;
+use attest_device::testing::TempDir;
 use serde_json::Value;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("enigm-attest-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, contents).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn write(tmp: &TempDir, name: &str, contents: &[u8]) -> PathBuf {
+    tmp.write(name, contents).unwrap()
 }
 
 fn run(args: &[&str]) -> Output {
@@ -59,11 +42,16 @@ const AT: &str = "2026-11-01T00:00:00Z";
 
 #[test]
 fn verifies_a_minted_chain_and_prints_the_public_json() {
-    let tmp = TempDir::new("json");
+    let tmp = TempDir::new("json").unwrap();
     let device = SoftwareDevice::new().unwrap();
     let a = device.attest(b"\x01\x02\xff").unwrap();
-    let chain = tmp.write("chain.pem", pem::encode_certificates(&a.chain).as_bytes());
-    let root = tmp.write(
+    let chain = write(
+        &tmp,
+        "chain.pem",
+        pem::encode_certificates(&a.chain).as_bytes(),
+    );
+    let root = write(
+        &tmp,
         "root.pem",
         pem::encode_certificates(&[device.root_cert().to_vec()]).as_bytes(),
     );
@@ -129,21 +117,24 @@ fn verifies_a_minted_chain_and_prints_the_public_json() {
 
 #[test]
 fn many_chains_one_line_each_in_order() {
-    let tmp = TempDir::new("many");
+    let tmp = TempDir::new("many").unwrap();
     let device = SoftwareDevice::new().unwrap();
-    let root = tmp.write(
+    let root = write(
+        &tmp,
         "root.pem",
         pem::encode_certificates(&[device.root_cert().to_vec()]).as_bytes(),
     );
-    let good = tmp.write(
+    let good = write(
+        &tmp,
         "good.pem",
         pem::encode_certificates(&device.attest(b"c").unwrap().chain).as_bytes(),
     );
-    let other = tmp.write(
+    let other = write(
+        &tmp,
         "other.pem",
         pem::encode_certificates(&device.attest(b"x").unwrap().chain).as_bytes(),
     );
-    let junk = tmp.write("junk.pem", b"not pem");
+    let junk = write(&tmp, "junk.pem", b"not pem");
     let args = [
         "verify",
         "--chain",
@@ -189,20 +180,23 @@ fn many_chains_one_line_each_in_order() {
 
 #[test]
 fn status_list_revokes() {
-    let tmp = TempDir::new("status");
+    let tmp = TempDir::new("status").unwrap();
     let device = SoftwareDevice::new().unwrap();
-    let root = tmp.write(
+    let root = write(
+        &tmp,
         "root.pem",
         pem::encode_certificates(&[device.root_cert().to_vec()]).as_bytes(),
     );
-    let chain = tmp.write(
+    let chain = write(
+        &tmp,
         "c.pem",
         pem::encode_certificates(&device.attest(b"c").unwrap().chain).as_bytes(),
     );
     let serial = attest_android::Certificate::from_der(device.pki.intermediate_cert.clone())
         .unwrap()
         .serial_hex();
-    let list = tmp.write(
+    let list = write(
+        &tmp,
         "status.json",
         format!(r#"{{"entries": {{"{serial}": {{"status": "SUSPENDED"}}}}}}"#).as_bytes(),
     );
@@ -224,13 +218,15 @@ fn status_list_revokes() {
 
 #[test]
 fn usage_and_io_errors_exit_2() {
-    let tmp = TempDir::new("usage");
+    let tmp = TempDir::new("usage").unwrap();
     let device = SoftwareDevice::new().unwrap();
-    let chain = tmp.write(
+    let chain = write(
+        &tmp,
         "c.pem",
         pem::encode_certificates(&device.attest(b"c").unwrap().chain).as_bytes(),
     );
-    let bad_list = tmp.write(
+    let bad_list = write(
+        &tmp,
         "status.json",
         br#"{"entries": {"01": {"status": "MAYBE"}}}"#,
     );
@@ -318,13 +314,14 @@ fn real_chain_at_creation_time_never_prints_unique_ids() {
 
 #[test]
 fn policy_check_and_decisions() {
-    let tmp = TempDir::new("policy");
+    let tmp = TempDir::new("policy").unwrap();
     let device = SoftwareDevice::new().unwrap();
-    tmp.write(
+    write(
+        &tmp,
         "root.pem",
         pem::encode_certificates(&[device.root_cert().to_vec()]).as_bytes(),
     );
-    let policy = tmp.write(
+    let policy = write(&tmp,
         "policy.toml",
         b"[trust]\ngoogle_roots = false\nextra_roots = [\"root.pem\"]\n\n[defaults]\nmin_os_patch_level = 202601\n\n[workflows.sensitive_channel]\nmin_security_level = \"strongbox\"\n",
     );
@@ -345,7 +342,8 @@ fn policy_check_and_decisions() {
         "google_roots = false: {text}"
     );
 
-    let chain = tmp.write(
+    let chain = write(
+        &tmp,
         "c.pem",
         pem::encode_certificates(&device.attest(b"c").unwrap().chain).as_bytes(),
     );
@@ -391,11 +389,11 @@ fn policy_check_and_decisions() {
     assert_eq!(v["reasons"], serde_json::json!(["eligibility_failure"]));
 
     // Invalid policies and flags.
-    let bad = tmp.write("bad.toml", b"[defaults]\nmin_os_patch_level = 2026\n");
+    let bad = write(&tmp, "bad.toml", b"[defaults]\nmin_os_patch_level = 2026\n");
     let out = run(&["policy", "check", s(&bad)]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("defaults.min_os_patch_level"));
-    let missing_root = tmp.write("p2.toml", b"[trust]\nextra_roots = [\"nope.pem\"]\n");
+    let missing_root = write(&tmp, "p2.toml", b"[trust]\nextra_roots = [\"nope.pem\"]\n");
     assert_eq!(
         run(&["policy", "check", s(&missing_root)]).status.code(),
         Some(2)
