@@ -119,6 +119,18 @@ impl SigningKey {
         Ok(SigningKey { kind, inner, spki })
     }
 
+    /// Loads a P-256 key from PKCS#8.
+    pub fn from_pkcs8_p256(pkcs8: &[u8]) -> Result<SigningKey, DeviceError> {
+        let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8)
+            .map_err(|_| DeviceError("not a P-256 PKCS#8 key"))?;
+        let spki = ec_spki(oid::P256, pair.public_key().as_ref());
+        Ok(SigningKey {
+            kind: KeyKind::EcP256,
+            inner: Inner::Ec(pair),
+            spki,
+        })
+    }
+
     /// The key's kind.
     pub fn kind(&self) -> KeyKind {
         self.kind
@@ -310,6 +322,42 @@ impl std::fmt::Debug for TestPki {
     }
 }
 
+/// The simulator root's private key (P-256, PKCS#8). It is public on purpose: anyone can mint
+/// chains under it, which is exactly why a server trusts it only with the loud, test-only
+/// `--test-trust-simulator` switch. Never trust it in production.
+const SIMULATOR_ROOT_PKCS8: &[u8] = &[
+    0x30, 0x81, 0x87, 0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
+    0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x04, 0x6d, 0x30, 0x6b, 0x02,
+    0x01, 0x01, 0x04, 0x20, 0xb9, 0x08, 0x6a, 0xf7, 0x80, 0x49, 0x84, 0x37, 0x4d, 0x38, 0x1c, 0x1a,
+    0x64, 0xf4, 0xa5, 0x61, 0x57, 0xa0, 0xda, 0xa7, 0x34, 0xf1, 0x0f, 0xad, 0x4c, 0x50, 0xe7, 0x30,
+    0x5b, 0xb4, 0x8f, 0x55, 0xa1, 0x44, 0x03, 0x42, 0x00, 0x04, 0x10, 0x49, 0x34, 0xb7, 0x9e, 0xf0,
+    0xa5, 0x92, 0xa8, 0xa0, 0xea, 0x6f, 0x7c, 0x54, 0xb1, 0x68, 0xfb, 0xaa, 0xe3, 0xba, 0x3a, 0xe5,
+    0xe3, 0x45, 0xfa, 0xeb, 0x43, 0x82, 0xd7, 0xed, 0xd1, 0x78, 0x17, 0xee, 0x45, 0xd1, 0x73, 0x60,
+    0x25, 0x2f, 0x6a, 0x7c, 0xd3, 0x1e, 0x7d, 0xa2, 0xd2, 0x50, 0x48, 0xe1, 0x3c, 0xab, 0xce, 0x20,
+    0x92, 0x56, 0x66, 0xd3, 0xd8, 0x62, 0x8d, 0xa5, 0xbd, 0x94,
+];
+
+/// The subject Name of the simulator root.
+pub fn simulator_root_name() -> Vec<u8> {
+    name("enigm-attest SIMULATOR root (test only, never trust in production)")
+}
+
+/// The simulator root certificate. Its key is fixed, so every copy (the signature differs each
+/// time) is the same anchor: a server trusts the key, not these bytes.
+pub fn simulator_root_cert() -> Result<Vec<u8>, DeviceError> {
+    let key = SigningKey::from_pkcs8_p256(SIMULATOR_ROOT_PKCS8)?;
+    CertSpec {
+        serial: vec![0x51, 0x11],
+        issuer: simulator_root_name(),
+        subject: simulator_root_name(),
+        not_before: PKI_NOT_BEFORE,
+        not_after: PKI_NOT_AFTER,
+        spki: key.spki().to_vec(),
+        extensions: ca_extensions(),
+    }
+    .sign(&key)
+}
+
 /// The provisioning-info extension value real RKP certificates carry: CBOR `{1: 8}`.
 pub const PROVISIONING_INFO_VALUE: &[u8] = &[0xa1, 0x01, 0x08];
 
@@ -356,6 +404,35 @@ impl TestPki {
             not_after: PKI_NOT_AFTER,
             spki: intermediate_key.spki().to_vec(),
             extensions,
+        };
+        let intermediate_cert = intermediate_spec.sign(&root_key)?;
+        Ok(TestPki {
+            root_key,
+            root_cert,
+            root_name,
+            intermediate_key,
+            intermediate_cert,
+            intermediate_name,
+            intermediate_spec,
+        })
+    }
+
+    /// A PKI under the fixed simulator root (see [`simulator_root_cert`]), with a fresh
+    /// intermediate whose serial is random.
+    pub fn simulator() -> Result<TestPki, DeviceError> {
+        let root_key = SigningKey::from_pkcs8_p256(SIMULATOR_ROOT_PKCS8)?;
+        let root_name = simulator_root_name();
+        let root_cert = simulator_root_cert()?;
+        let intermediate_key = SigningKey::generate(KeyKind::EcP256)?;
+        let intermediate_name = name("enigm-attest simulated attestation key");
+        let intermediate_spec = CertSpec {
+            serial: random::<16>()?.to_vec(),
+            issuer: root_name.clone(),
+            subject: intermediate_name.clone(),
+            not_before: PKI_NOT_BEFORE,
+            not_after: PKI_NOT_AFTER,
+            spki: intermediate_key.spki().to_vec(),
+            extensions: ca_extensions(),
         };
         let intermediate_cert = intermediate_spec.sign(&root_key)?;
         Ok(TestPki {
@@ -440,6 +517,15 @@ impl SoftwareDevice {
             .find(|(t, _)| *t == 704)
             .and_then(|(_, rot)| rot.get(4..36).map(<[u8]>::to_vec))
             .unwrap_or_default()
+    }
+
+    /// A device like [`SoftwareDevice::new`] whose chains end at the simulator root.
+    pub fn simulated() -> Result<SoftwareDevice, DeviceError> {
+        let boot_key: [u8; 32] = random()?;
+        Ok(SoftwareDevice {
+            pki: TestPki::simulator()?,
+            template: KeyDescriptionSpec::typical(&boot_key, b""),
+        })
     }
 
     /// The root certificate a verifier must add to trust this device.

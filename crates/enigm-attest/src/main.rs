@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod report;
 mod serve;
+mod sim;
 mod trust;
 mod verify;
 
@@ -42,6 +43,9 @@ enum Command {
     /// Keys and secrets.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Simulated devices enroll and attest for every workflow against a running service
+    /// (which must run with --test-trust-simulator). Exit 0 when all were eligible.
+    Sim(sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -92,6 +96,13 @@ fn main() -> ExitCode {
             })
         }
         Command::Keys(KeysCommand::AdminToken) => admin_token(),
+        Command::Sim(args) => sim::run(&args).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }),
     };
     result.unwrap_or_else(|CliError(msg)| {
         eprintln!("enigm-attest: {msg}");

@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// by /readyz. Never use in production.
     #[arg(long = "test-trust-root", value_name = "PEM")]
     test_trust_roots: Vec<PathBuf>,
+    /// TEST ONLY: trust the simulator root of `enigm-attest sim` (its private key is public).
+    /// Logged loudly and shown by /readyz. Never use in production.
+    #[arg(long)]
+    test_trust_simulator: bool,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -55,6 +59,7 @@ struct FileConfig {
     admin_token_sha256: Option<Vec<String>>,
     signing_key: Option<PathBuf>,
     test_trust_roots: Option<Vec<PathBuf>>,
+    test_trust_simulator: Option<bool>,
 }
 
 /// The validated configuration.
@@ -67,6 +72,7 @@ pub struct Config {
     pub admin_token_hashes: Vec<[u8; 32]>,
     pub signing_key: Option<PathBuf>,
     pub test_trust_roots: Vec<PathBuf>,
+    pub test_trust_simulator: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -83,6 +89,7 @@ impl std::fmt::Debug for Config {
             .field("admin_tokens", &self.admin_token_hashes.len())
             .field("signing_key", &self.signing_key)
             .field("test_trust_roots", &self.test_trust_roots)
+            .field("test_trust_simulator", &self.test_trust_simulator)
             .finish()
     }
 }
@@ -210,12 +217,18 @@ impl Config {
             admin_token_hashes,
             signing_key: env("SIGNING_KEY").map(PathBuf::from).or(file.signing_key),
             test_trust_roots,
+            test_trust_simulator: args.test_trust_simulator
+                || file.test_trust_simulator.unwrap_or(false),
         })
     }
 }
 
 /// Loads the policy (or the built-in one), its anchors, status list and the test-only roots.
-fn load_trust(policy: Option<&Path>, test_roots: &[PathBuf]) -> Result<Trust, CliError> {
+fn load_trust(
+    policy: Option<&Path>,
+    test_roots: &[PathBuf],
+    simulator: bool,
+) -> Result<Trust, CliError> {
     let loaded = policy.map(trust::load_policy).transpose()?;
     let policy_value = loaded
         .as_ref()
@@ -237,6 +250,13 @@ fn load_trust(policy: Option<&Path>, test_roots: &[PathBuf]) -> Result<Trust, Cl
     }
     for r in test_roots {
         trust::add_root_file(&mut anchors, r)?;
+    }
+    if simulator {
+        let root = attest_device::simulator_root_cert()
+            .map_err(|e| CliError(format!("simulator root: {e}")))?;
+        anchors
+            .add_certificate(root)
+            .map_err(|e| CliError(format!("simulator root: {e}")))?;
     }
     Ok(Trust::new(policy_value, anchors, status_list))
 }
@@ -339,7 +359,11 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
 async fn serve(cfg: Config) -> Result<(), CliError> {
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| CliError(format!("{}: {e}", cfg.data_dir.display())))?;
-    let trust = load_trust(cfg.policy.as_deref(), &cfg.test_trust_roots)?;
+    let trust = load_trust(
+        cfg.policy.as_deref(),
+        &cfg.test_trust_roots,
+        cfg.test_trust_simulator,
+    )?;
     let store = match &cfg.database_url {
         Some(url) => Store::connect(url).await,
         None => Store::open_sqlite_dir(&cfg.data_dir).await,
@@ -350,11 +374,14 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
 
     tracing::info!(policy_hash = %trust.policy.hash(), policy = %cfg.policy.as_ref().map_or("built-in".to_owned(), |p| p.display().to_string()), "policy active");
     tracing::info!(anchors = %trust.anchor_names().join(", "), status_list_entries = trust.status_list.as_ref().map_or(0, |l| l.len()), "trust anchors");
-    let test_trust: Vec<String> = cfg
+    let mut test_trust: Vec<String> = cfg
         .test_trust_roots
         .iter()
         .map(|p| p.display().to_string())
         .collect();
+    if cfg.test_trust_simulator {
+        test_trust.push("simulator root (attest-device)".to_owned());
+    }
     if !test_trust.is_empty() {
         tracing::warn!(roots = %test_trust.join(", "), "TEST-ONLY TRUST ROOTS ARE ACTIVE: evidence from test devices is accepted. Never do this in production.");
     }
@@ -365,8 +392,10 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
 
     let policy_path = cfg.policy.clone();
     let test_roots = cfg.test_trust_roots.clone();
-    let loader: TrustLoader =
-        Box::new(move || load_trust(policy_path.as_deref(), &test_roots).map_err(|e| e.0));
+    let simulator = cfg.test_trust_simulator;
+    let loader: TrustLoader = Box::new(move || {
+        load_trust(policy_path.as_deref(), &test_roots, simulator).map_err(|e| e.0)
+    });
     let service = Arc::new(
         Service::new(
             store,

@@ -57,6 +57,10 @@ fn request(
 }
 
 fn start(device: &SoftwareDevice) -> Server {
+    start_with(device, &["--test-trust-root", "sim-root.pem"])
+}
+
+fn start_with(device: &SoftwareDevice, extra: &[&str]) -> Server {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -76,13 +80,8 @@ fn start(device: &SoftwareDevice) -> Server {
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
-        .args([
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--test-trust-root",
-            "sim-root.pem",
-        ])
+        .args(["serve", "--listen", &addr.to_string()])
+        .args(extra)
         .current_dir(&dir)
         .env_remove("ENIGM_ATTEST_POLICY")
         .stdout(Stdio::null())
@@ -146,10 +145,12 @@ fn serves_with_no_setup_and_a_device_enrolls_and_attests() {
     );
     let handle = r["device_handle"].as_str().unwrap().to_owned();
 
+    // The built-in policy: TEE is enough everywhere, so this device passes every workflow.
     for workflow in [
         "registration",
         "protected_metadata",
         "private_artifact",
+        "sensitive_channel",
         "release_channel",
         "update_authorization",
     ] {
@@ -181,7 +182,6 @@ fn serves_with_no_setup_and_a_device_enrolls_and_attests() {
         );
         assert!(r["token"].is_string());
     }
-    // The built-in policy requires StrongBox nowhere, so a TEE device passes sensitive_channel too.
     let (status, _) = request(s.addr, "GET", "/metrics", None).unwrap();
     assert_eq!(status, 200);
 }
@@ -211,4 +211,46 @@ fn refuses_bad_configuration_before_starting() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "tokens live minutes, not a day");
+}
+
+#[test]
+fn the_simulator_enrolls_and_attests_every_workflow() {
+    let device = SoftwareDevice::new().unwrap();
+    let s = start_with(&device, &["--test-trust-simulator"]);
+    let (_, ready) = request(s.addr, "GET", "/readyz", None).unwrap();
+    assert_eq!(
+        ready["test_only_trust"],
+        json!(["simulator root (attest-device)"])
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args([
+            "sim",
+            "--server",
+            &format!("http://{}", s.addr),
+            "--devices",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 14, "2 devices x 7 workflows");
+    assert!(lines.iter().all(|l| l["decision"] == "eligible"));
+    // Without the switch, the same simulator is refused.
+    let plain = start(&device);
+    let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args(["sim", "--server", &format!("http://{}", plain.addr)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("invalid_trust_chain"));
 }
