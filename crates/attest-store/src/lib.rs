@@ -253,7 +253,7 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS,
         };
         for (version, sql) in migrations {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.write_transaction().await?;
             let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(*version)
                 .fetch_optional(&mut *tx)
@@ -278,6 +278,16 @@ impl Store {
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later cannot
+    /// wait for a concurrent writer (SQLite reports `database is locked` at once instead of
+    /// deadlocking), while an immediate one queues behind it for up to the busy timeout.
+    async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        })
     }
 
     /// Checks the database answers.
@@ -339,7 +349,7 @@ impl Store {
     /// Records an enrollment: the new device and its outcome, together or not at all. Returns
     /// `false` (and stores only the outcome) when the key or handle is already enrolled.
     pub async fn enroll(&self, device: &DeviceRecord, outcome: &OutcomeRecord) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let exists = sqlx::query("SELECT handle FROM devices WHERE handle = $1 OR key_spki = $2")
             .bind(&device.handle)
             .bind(&device.key_spki)
@@ -377,7 +387,7 @@ impl Store {
         outcome: &OutcomeRecord,
         raise: Option<(&str, HighWater)>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         if let Some((handle, hw)) = raise {
             sqlx::query(
                 "UPDATE devices SET \

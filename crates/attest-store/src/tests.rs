@@ -284,3 +284,45 @@ async fn unsupported_urls_are_refused() {
         Err(StoreError::UnsupportedUrl)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enrollments_and_records_all_succeed() {
+    // Found by the load test: deferred transactions that read then write failed with
+    // "database is locked" under concurrency instead of waiting their turn.
+    let dir = TempDir::new("concurrent").unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+    let tasks: Vec<_> = (0..48u8)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                let handle = format!("dh_{i}");
+                let enrolled = s
+                    .enroll(
+                        &device(&handle, i),
+                        &outcome(Some(&handle), "enrollment", "eligible", &[], 100),
+                    )
+                    .await?;
+                let hw = HighWater {
+                    os_version: 170_000,
+                    os_patch_level: 20_261_000,
+                    vendor_patch_level: 20_261_005,
+                    boot_patch_level: 20_261_005,
+                };
+                s.record(
+                    &outcome(Some(&handle), "registration", "eligible", &[], 101),
+                    Some((&handle, hw)),
+                )
+                .await?;
+                Ok::<bool, StoreError>(enrolled)
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap());
+    }
+    let counts = store
+        .outcome_counts(UnixTime::from_secs(0), UnixTime::from_secs(1000))
+        .await
+        .unwrap();
+    assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), 96);
+}
