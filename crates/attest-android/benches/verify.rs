@@ -19,7 +19,8 @@
     clippy::panic
 )]
 
-use std::path::PathBuf;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use attest_android::{Certificate, TrustAnchors, Verifier, pem};
 use attest_core::UnixTime;
@@ -32,16 +33,10 @@ struct Case {
 }
 
 fn corpus() -> Vec<Case> {
-    let dir = std::env::var_os("ENIGM_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/vectors/android-key-attestation")
-        });
-    let Ok(index) = std::fs::read(dir.join("index.json")) else {
-        eprintln!("SKIPPED: corpus not found at {}", dir.display());
+    let Some(dir) = common::corpus_dir() else {
         return Vec::new();
     };
+    let index = std::fs::read(dir.join("index.json")).unwrap();
     let index: Vec<Value> = serde_json::from_slice(&index).unwrap();
     let verifier = Verifier::new(TrustAnchors::google());
     let mut cases = Vec::new();

@@ -15,7 +15,9 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+mod common;
+
+use common::corpus_dir;
 
 use attest_android::{
     AuthValue, KeyDescription, SecurityLevel, TrustAnchors, VerifiedBootState, Verifier, hex, pem,
@@ -23,27 +25,6 @@ use attest_android::{
 };
 use attest_core::{ReasonCode, UnixTime};
 use serde_json::Value;
-
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("ENIGM_VECTORS") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/vectors/android-key-attestation"),
-    };
-    if dir.join("index.json").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "corpus missing at {} and CI=true: the corpus test must run in CI",
-        dir.display()
-    );
-    eprintln!(
-        "SKIPPED: corpus not found at {} (set ENIGM_VECTORS)",
-        dir.display()
-    );
-    None
-}
 
 struct Exception {
     verdict: String,

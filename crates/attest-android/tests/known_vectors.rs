@@ -9,30 +9,15 @@
     clippy::indexing_slicing
 )]
 
-use std::path::PathBuf;
+mod common;
+
+use common::corpus_dir;
 
 use attest_android::{
     AnchorError, GOOGLE_ECP384_SPKI_SHA256, GOOGLE_RSA4096_SPKI_SHA256, SecurityLevel, StatusList,
     TrustAnchors, VerifiedBootState, Verifier, hex, pem,
 };
 use attest_core::{ReasonCode, UnixTime};
-
-fn dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("ENIGM_VECTORS") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/vectors/android-key-attestation"),
-    };
-    if dir.join("index.json").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "corpus missing under CI=true"
-    );
-    eprintln!("SKIPPED: corpus not found at {}", dir.display());
-    None
-}
 
 fn chain(dir: &std::path::Path, file: &str) -> Vec<Vec<u8>> {
     pem::parse_certificates(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap()
@@ -44,7 +29,7 @@ fn at(s: &str) -> UnixTime {
 
 #[test]
 fn pinned_keys_match_googles_published_roots() {
-    let Some(dir) = dir() else { return };
+    let Some(dir) = corpus_dir() else { return };
     let roots = dir.join("roots");
     for (file, want) in [
         (
@@ -90,7 +75,7 @@ fn pinned_keys_match_googles_published_roots() {
 
 #[test]
 fn factory_expiry_is_ignored_and_rkp_expiry_enforced() {
-    let Some(dir) = dir() else { return };
+    let Some(dir) = corpus_dir() else { return };
     let v = Verifier::new(TrustAnchors::google());
     // Google's verifier tests: blueline (factory) validates at 2030-01-01, caiman (RKP) fails.
     let a = v.appraise_der(
@@ -125,7 +110,7 @@ fn factory_expiry_is_ignored_and_rkp_expiry_enforced() {
 
 #[test]
 fn reference_facts_about_particular_chains() {
-    let Some(dir) = dir() else { return };
+    let Some(dir) = corpus_dir() else { return };
     let v = Verifier::new(TrustAnchors::google());
     let when = at("2026-03-01T00:00:00Z");
 
@@ -227,7 +212,7 @@ fn reference_facts_about_particular_chains() {
 
 #[test]
 fn status_list_keys_are_hex_serials_without_leading_zeros() {
-    let Some(dir) = dir() else { return };
+    let Some(dir) = corpus_dir() else { return };
     // Google's own test fixture loads (it mixes decimal-looking and hex keys; both are hex text).
     let fixture = StatusList::from_json(
         &std::fs::read(dir.join("revocation/google_android_key_attestation_test_status.json"))

@@ -346,16 +346,29 @@ pub fn simulator_root_name() -> Vec<u8> {
 /// time) is the same anchor: a server trusts the key, not these bytes.
 pub fn simulator_root_cert() -> Result<Vec<u8>, DeviceError> {
     let key = SigningKey::from_pkcs8_p256(SIMULATOR_ROOT_PKCS8)?;
+    self_signed_ca(&key, &simulator_root_name(), &[0x51, 0x11])
+}
+
+/// A self-signed CA certificate for `key`, valid 2020-2040.
+fn self_signed_ca(key: &SigningKey, subject: &[u8], serial: &[u8]) -> Result<Vec<u8>, DeviceError> {
     CertSpec {
-        serial: vec![0x51, 0x11],
-        issuer: simulator_root_name(),
-        subject: simulator_root_name(),
+        serial: serial.to_vec(),
+        issuer: subject.to_vec(),
+        subject: subject.to_vec(),
         not_before: PKI_NOT_BEFORE,
         not_after: PKI_NOT_AFTER,
         spki: key.spki().to_vec(),
         extensions: ca_extensions(),
     }
-    .sign(&key)
+    .sign(key)
+}
+
+/// How to make the intermediate of a [`TestPki`].
+struct Intermediate<'a> {
+    kind: KeyKind,
+    remote: bool,
+    serial: &'a [u8],
+    common_name: &'a str,
 }
 
 /// The provisioning-info extension value real RKP certificates carry: CBOR `{1: 8}`.
@@ -376,20 +389,44 @@ impl TestPki {
     ) -> Result<TestPki, DeviceError> {
         let root_key = SigningKey::generate(kind)?;
         let root_name = name("enigm-attest test root (never trust in production)");
-        let root_cert = CertSpec {
-            serial: root_serial.to_vec(),
-            issuer: root_name.clone(),
-            subject: root_name.clone(),
-            not_before: PKI_NOT_BEFORE,
-            not_after: PKI_NOT_AFTER,
-            spki: root_key.spki().to_vec(),
-            extensions: ca_extensions(),
-        }
-        .sign(&root_key)?;
-        let intermediate_key = SigningKey::generate(kind)?;
-        let intermediate_name = name("enigm-attest test attestation key");
+        let root_cert = self_signed_ca(&root_key, &root_name, root_serial)?;
+        let intermediate = Intermediate {
+            kind,
+            remote,
+            serial: intermediate_serial,
+            common_name: "enigm-attest test attestation key",
+        };
+        TestPki::under_root(root_key, root_name, root_cert, &intermediate)
+    }
+
+    /// A PKI under the fixed simulator root (see [`simulator_root_cert`]), with a fresh
+    /// intermediate whose serial is random.
+    pub fn simulator() -> Result<TestPki, DeviceError> {
+        let intermediate = Intermediate {
+            kind: KeyKind::EcP256,
+            remote: false,
+            serial: &random::<16>()?,
+            common_name: "enigm-attest simulated attestation key",
+        };
+        TestPki::under_root(
+            SigningKey::from_pkcs8_p256(SIMULATOR_ROOT_PKCS8)?,
+            simulator_root_name(),
+            simulator_root_cert()?,
+            &intermediate,
+        )
+    }
+
+    /// A fresh intermediate ("attestation key") signed by the given root.
+    fn under_root(
+        root_key: SigningKey,
+        root_name: Vec<u8>,
+        root_cert: Vec<u8>,
+        i: &Intermediate<'_>,
+    ) -> Result<TestPki, DeviceError> {
+        let intermediate_key = SigningKey::generate(i.kind)?;
+        let intermediate_name = name(i.common_name);
         let mut extensions = ca_extensions();
-        if remote {
+        if i.remote {
             extensions.push(ExtensionSpec {
                 oid: oid::PROVISIONING_INFO.to_vec(),
                 critical: false,
@@ -397,42 +434,13 @@ impl TestPki {
             });
         }
         let intermediate_spec = CertSpec {
-            serial: intermediate_serial.to_vec(),
+            serial: i.serial.to_vec(),
             issuer: root_name.clone(),
             subject: intermediate_name.clone(),
             not_before: PKI_NOT_BEFORE,
             not_after: PKI_NOT_AFTER,
             spki: intermediate_key.spki().to_vec(),
             extensions,
-        };
-        let intermediate_cert = intermediate_spec.sign(&root_key)?;
-        Ok(TestPki {
-            root_key,
-            root_cert,
-            root_name,
-            intermediate_key,
-            intermediate_cert,
-            intermediate_name,
-            intermediate_spec,
-        })
-    }
-
-    /// A PKI under the fixed simulator root (see [`simulator_root_cert`]), with a fresh
-    /// intermediate whose serial is random.
-    pub fn simulator() -> Result<TestPki, DeviceError> {
-        let root_key = SigningKey::from_pkcs8_p256(SIMULATOR_ROOT_PKCS8)?;
-        let root_name = simulator_root_name();
-        let root_cert = simulator_root_cert()?;
-        let intermediate_key = SigningKey::generate(KeyKind::EcP256)?;
-        let intermediate_name = name("enigm-attest simulated attestation key");
-        let intermediate_spec = CertSpec {
-            serial: random::<16>()?.to_vec(),
-            issuer: root_name.clone(),
-            subject: intermediate_name.clone(),
-            not_before: PKI_NOT_BEFORE,
-            not_after: PKI_NOT_AFTER,
-            spki: intermediate_key.spki().to_vec(),
-            extensions: ca_extensions(),
         };
         let intermediate_cert = intermediate_spec.sign(&root_key)?;
         Ok(TestPki {
