@@ -390,6 +390,44 @@ fn rule4_leaf_signed_by_the_wrong_key() {
     assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
 }
 
+#[test]
+fn rule4_unsupported_signature_algorithm() {
+    // A leaf labelled sha1WithRSAEncryption (never accepted), whatever its signature bytes.
+    let pki = factory();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let spec = pki.leaf_spec(key.spki(), &kd().encode());
+    let sha1_rsa = write::sequence(&[
+        &write::oid(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05]),
+        &write::null(),
+    ]);
+    let tbs = spec.tbs(&sha1_rsa);
+    let sig = pki.intermediate_key.sign(&tbs).unwrap();
+    let leaf = write::sequence(&[&tbs, &sha1_rsa, &write::bit_string(&sig)]);
+    let chain = vec![leaf, pki.intermediate_cert.clone(), pki.root_cert.clone()];
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
+    assert!(d.contains("unsupported"), "{d}");
+}
+
+#[test]
+fn rule2_inner_and_outer_signature_algorithms_must_match() {
+    let pki = factory();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let spec = pki.leaf_spec(key.spki(), &kd().encode());
+    let alg = pki.intermediate_key.signature_algorithm();
+    let tbs = spec.tbs(&alg);
+    let sig = pki.intermediate_key.sign(&tbs).unwrap();
+    let other = write::sequence(&[&write::oid(&[
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03,
+    ])]);
+    let leaf = write::sequence(&[&tbs, &other, &write::bit_string(&sig)]);
+    let chain = vec![leaf, pki.intermediate_cert.clone(), pki.root_cert.clone()];
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::MalformedEvidence);
+    assert!(
+        d.contains("differs from Certificate.signatureAlgorithm"),
+        "{d}"
+    );
+}
+
 // Rule 5: validity of CA certificates (docs/decisions/0003-certificate-validity.md).
 
 fn with_intermediate_dates(
