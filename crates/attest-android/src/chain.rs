@@ -581,7 +581,7 @@ impl Verifier {
             anchor,
             provisioning: summary.provisioning,
             leaf_spki: leaf.spki().to_vec(),
-            claims: Claims::from_key_description(&kd),
+            claims: Claims::from_key_description(&kd, certified_level(certs, kd_count)),
         })
     }
 
@@ -649,6 +649,24 @@ impl Verifier {
             c.insert(k);
         }
         Ok(())
+    }
+}
+
+/// The highest security level the attestation key's own certificates vouch for. StrongBox
+/// attestation keys are certified as such (RKP: subject `O=StrongBox`; factory: `StrongBox` in
+/// the batch or intermediate subject, e.g. `title=StrongBox`); a StrongBox claim under a chain
+/// that never says so is capped at TEE, so a leaked TEE key cannot mint StrongBox evidence
+/// (docs/decisions/0005-security-levels.md).
+fn certified_level(certs: &[Certificate], kd_count: usize) -> SecurityLevel {
+    let says_strongbox = certs.iter().skip(kd_count).any(|c| {
+        c.subject()
+            .windows(b"StrongBox".len())
+            .any(|w| w == b"StrongBox")
+    });
+    if says_strongbox {
+        SecurityLevel::StrongBox
+    } else {
+        SecurityLevel::TrustedEnvironment
     }
 }
 

@@ -70,7 +70,8 @@ pub struct Claims {
     pub attestation_version: i64,
     /// keymaster/KeyMint version.
     pub keymint_version: i64,
-    /// The lower of the two attested security levels (both are TEE or StrongBox; see
+    /// The lowest of the two attested security levels and the level the attestation key's
+    /// certificates vouch for (TEE unless a CA certificate's subject says StrongBox; see
     /// docs/decisions/0005-security-levels.md).
     pub security_level: SecurityLevel,
     /// The attested challenge.
@@ -96,13 +97,18 @@ pub struct Claims {
 }
 
 impl Claims {
-    pub(crate) fn from_key_description(kd: &KeyDescription) -> Claims {
+    /// Claims of a record whose chain vouches for at most `certified` (see
+    /// docs/decisions/0005-security-levels.md).
+    pub(crate) fn from_key_description(kd: &KeyDescription, certified: SecurityLevel) -> Claims {
         let hw = &kd.hardware_enforced;
         let sw = &kd.software_enforced;
         Claims {
             attestation_version: kd.attestation_version,
             keymint_version: kd.keymint_version,
-            security_level: kd.attestation_security_level.min(kd.keymint_security_level),
+            security_level: kd
+                .attestation_security_level
+                .min(kd.keymint_security_level)
+                .min(certified),
             challenge: kd.attestation_challenge.clone(),
             root_of_trust: hw.root_of_trust().cloned(),
             os_version: hw.os_version(),

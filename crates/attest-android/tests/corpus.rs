@@ -390,6 +390,10 @@ fn every_corpus_chain_parses_and_verifies_as_documented() {
                 "google-rsa4096"
             };
             assert_eq!(ev.anchor().name(), want, "{file}");
+            // No real StrongBox chain is capped: every one certifies its attestation key.
+            let want_level =
+                level(e["attSL"].as_str().unwrap()).min(level(e["kmSL"].as_str().unwrap()));
+            assert_eq!(ev.claims().security_level, want_level, "{file}");
             let remote = !e["provIdx"].as_array().unwrap().is_empty();
             assert_eq!(
                 ev.provisioning().as_str(),

@@ -176,6 +176,14 @@ fn random<const N: usize>() -> Result<[u8; N], DeviceError> {
     Ok(b)
 }
 
+/// A random positive 16-byte serial whose DER encoding is exactly 16 bytes (no sign octet, no
+/// leading zero), so tests can search stored bytes for it.
+fn random_serial() -> Result<[u8; 16], DeviceError> {
+    let mut s: [u8; 16] = random()?;
+    s[0] = (s[0] & 0x7f) | 0x40;
+    Ok(s)
+}
+
 fn ec_spki(curve: &[u8], point: &[u8]) -> Vec<u8> {
     write::sequence(&[
         &write::sequence(&[&write::oid(oid::EC_PUBLIC_KEY), &write::oid(curve)]),
@@ -387,6 +395,34 @@ impl TestPki {
         root_serial: &[u8],
         intermediate_serial: &[u8],
     ) -> Result<TestPki, DeviceError> {
+        TestPki::build(
+            kind,
+            remote,
+            root_serial,
+            intermediate_serial,
+            "enigm-attest test attestation key",
+        )
+    }
+
+    /// A PKI whose intermediate is certified as a StrongBox attestation key (its subject says
+    /// `StrongBox`, as real StrongBox batch certificates do); random serials.
+    pub fn strongbox() -> Result<TestPki, DeviceError> {
+        TestPki::build(
+            KeyKind::EcP256,
+            false,
+            &random_serial()?,
+            &random_serial()?,
+            "enigm-attest test StrongBox attestation key",
+        )
+    }
+
+    fn build(
+        kind: KeyKind,
+        remote: bool,
+        root_serial: &[u8],
+        intermediate_serial: &[u8],
+        intermediate_name: &str,
+    ) -> Result<TestPki, DeviceError> {
         let root_key = SigningKey::generate(kind)?;
         let root_name = name("enigm-attest test root (never trust in production)");
         let root_cert = self_signed_ca(&root_key, &root_name, root_serial)?;
@@ -394,7 +430,7 @@ impl TestPki {
             kind,
             remote,
             serial: intermediate_serial,
-            common_name: "enigm-attest test attestation key",
+            common_name: intermediate_name,
         };
         TestPki::under_root(root_key, root_name, root_cert, &intermediate)
     }
@@ -405,7 +441,7 @@ impl TestPki {
         let intermediate = Intermediate {
             kind: KeyKind::EcP256,
             remote: false,
-            serial: &random::<16>()?,
+            serial: &random_serial()?,
             common_name: "enigm-attest simulated attestation key",
         };
         TestPki::under_root(
@@ -509,8 +545,8 @@ impl SoftwareDevice {
     /// random 16-byte serial numbers (so that tests can search stored bytes for them).
     pub fn new() -> Result<SoftwareDevice, DeviceError> {
         let boot_key: [u8; 32] = random()?;
-        let root_serial: [u8; 16] = random()?;
-        let intermediate_serial: [u8; 16] = random()?;
+        let root_serial = random_serial()?;
+        let intermediate_serial = random_serial()?;
         Ok(SoftwareDevice {
             pki: TestPki::with_serials(KeyKind::EcP256, false, &root_serial, &intermediate_serial)?,
             template: KeyDescriptionSpec::typical(&boot_key, b""),
@@ -525,6 +561,19 @@ impl SoftwareDevice {
             .find(|(t, _)| *t == 704)
             .and_then(|(_, rot)| rot.get(4..36).map(<[u8]>::to_vec))
             .unwrap_or_default()
+    }
+
+    /// A locked, verified StrongBox device: both levels StrongBox, on a PKI that certifies its
+    /// attestation key as StrongBox.
+    pub fn strongbox() -> Result<SoftwareDevice, DeviceError> {
+        let boot_key: [u8; 32] = random()?;
+        let mut template = KeyDescriptionSpec::typical(&boot_key, b"");
+        template.attestation_security_level = keydesc::STRONGBOX;
+        template.keymint_security_level = keydesc::STRONGBOX;
+        Ok(SoftwareDevice {
+            pki: TestPki::strongbox()?,
+            template,
+        })
     }
 
     /// A device like [`SoftwareDevice::new`] whose chains end at the simulator root.
@@ -557,7 +606,7 @@ impl SoftwareDevice {
         kd.challenge = challenge.to_vec();
         change(&mut kd);
         let mut spec = self.pki.leaf_spec(key.spki(), &kd.encode());
-        spec.serial = random::<16>()?.to_vec();
+        spec.serial = random_serial()?.to_vec();
         let chain = self.pki.chain(&spec)?;
         Ok(Attestation { key, chain })
     }

@@ -714,16 +714,35 @@ fn rule8_software_enforced_root_of_trust_is_not_a_claim() {
 }
 
 #[test]
-fn strongbox_level_is_claimed() {
-    let pki = factory();
+fn strongbox_level_is_claimed_when_the_chain_certifies_it() {
     let mut spec = kd();
     spec.attestation_security_level = STRONGBOX;
     spec.keymint_security_level = STRONGBOX;
-    let ev = verifier_for(&pki)
-        .appraise_der(mint(&pki, &spec), AT, Some(CHALLENGE))
+    let certified = TestPki::strongbox().unwrap();
+    let ev = verifier_for(&certified)
+        .appraise_der(mint(&certified, &spec), AT, Some(CHALLENGE))
         .outcome
         .unwrap();
     assert_eq!(ev.claims().security_level, SecurityLevel::StrongBox);
+}
+
+#[test]
+fn rule8_strongbox_claim_under_a_tee_chain_is_capped_at_tee() {
+    // A record claiming StrongBox, signed by an attestation key whose certificates never say
+    // StrongBox (a leaked TEE key, say): valid evidence, but only TEE.
+    let mut spec = kd();
+    spec.attestation_security_level = STRONGBOX;
+    spec.keymint_security_level = STRONGBOX;
+    let pki = factory();
+    let a = verifier_for(&pki).appraise_der(mint(&pki, &spec), AT, Some(CHALLENGE));
+    assert_eq!(
+        a.key_description.unwrap().attestation_security_level,
+        SecurityLevel::StrongBox
+    );
+    assert_eq!(
+        a.outcome.unwrap().claims().security_level,
+        SecurityLevel::TrustedEnvironment
+    );
 }
 
 #[test]

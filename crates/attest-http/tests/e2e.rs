@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use attest_android::{TrustAnchors, hex};
 use attest_core::{Clock, ManualClock, UnixTime};
-use attest_device::keydesc::{SOFTWARE, STRONGBOX};
+use attest_device::keydesc::SOFTWARE;
 use attest_device::testing::TempDir;
 use attest_device::{KeyDescriptionSpec, SigningKey, SoftwareDevice, value};
 use attest_http::{AppState, OPENAPI, ROUTES, router};
@@ -263,17 +263,12 @@ const GATED: [&str; 6] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_workflow_eligible_with_bound_tokens_and_signed_results() {
     let device = SoftwareDevice::new().unwrap();
-    let mut device_sb = SoftwareDevice::new().unwrap();
-    device_sb.template.attestation_security_level = STRONGBOX;
-    device_sb.template.keymint_security_level = STRONGBOX;
-    device_sb.template = {
-        let mut t = device_sb.template.clone();
-        t.set_hw(
-            704,
-            value::root_of_trust(&device.boot_key(), true, 0, &[0x11; 32]),
-        );
-        t
-    };
+    let mut device_sb = SoftwareDevice::strongbox().unwrap();
+    // Same model (allow-listed boot key) as `device`, in its StrongBox variant.
+    device_sb.template.set_hw(
+        704,
+        value::root_of_trust(&device.boot_key(), true, 0, &[0x11; 32]),
+    );
     let s = server(&[&device, &device_sb], "").await;
     let jwks = http(s.addr, "GET", "/v1/jwks", None, None).await.body;
 
