@@ -335,8 +335,11 @@ fn key_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
 pub fn rotate_key(dir: &Path) -> Result<String, CliError> {
     std::fs::create_dir_all(dir).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
     let (key, pkcs8) = SigningKey::generate().map_err(|e| CliError(e.to_string()))?;
-    let now = attest_core::Clock::now(&SystemClock).as_secs();
-    let path = dir.join(format!("{now:012}-{}.p8", key.kid()));
+    // Nanoseconds, so that two rotations in one second still sort newest first.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let path = dir.join(format!("{nanos:020}-{}.p8", key.kid()));
     write_secret(&path, &pkcs8)?;
     Ok(key.kid().to_owned())
 }

@@ -61,6 +61,10 @@ fn start(device: &SoftwareDevice) -> Server {
 }
 
 fn start_with(device: &SoftwareDevice, extra: &[&str]) -> Server {
+    start_env(device, extra, &[])
+}
+
+fn start_env(device: &SoftwareDevice, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -84,6 +88,7 @@ fn start_with(device: &SoftwareDevice, extra: &[&str]) -> Server {
         .args(extra)
         .current_dir(&dir)
         .env_remove("ENIGM_ATTEST_POLICY")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -253,4 +258,81 @@ fn the_simulator_enrolls_and_attests_every_workflow() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("invalid_trust_chain"));
+}
+
+fn get_auth(addr: SocketAddr, path: &str, token: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn admin_tokens_and_key_rotation_as_an_operator_uses_them() {
+    let device = SoftwareDevice::new().unwrap();
+    // An operator generates a token; the service is given only its digest.
+    let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args(["keys", "admin-token"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap()
+    };
+    let (token, digest) = (field("token:"), field("sha256:"));
+    assert!(!text.is_empty() && token.len() > 40 && digest.len() == 64);
+
+    // Two signing keys: the service signs with the newest and publishes both.
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let data = std::env::temp_dir().join(format!("enigm-attest-rotate-{}-{n}", std::process::id()));
+    let mut kids = Vec::new();
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+            .args(["keys", "rotate", "--data-dir", data.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let line = String::from_utf8(out.stdout).unwrap();
+        kids.push(
+            line.split_whitespace()
+                .nth(3)
+                .unwrap()
+                .trim_end_matches(';')
+                .to_owned(),
+        );
+    }
+    let s = start_env(
+        &device,
+        &["--data-dir", data.to_str().unwrap()],
+        &[("ENIGM_ATTEST_ADMIN_TOKEN_SHA256", &digest)],
+    );
+    let jwks = request(s.addr, "GET", "/v1/jwks", None).unwrap().1;
+    let published: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        published,
+        [kids[1].as_str(), kids[0].as_str()],
+        "newest first, both published"
+    );
+
+    assert_eq!(get_auth(s.addr, "/admin/v1/outcomes", &token), 200);
+    assert_eq!(
+        get_auth(s.addr, "/admin/v1/outcomes", &digest),
+        401,
+        "the digest is not the token"
+    );
+    let _ = std::fs::remove_dir_all(&data);
 }
