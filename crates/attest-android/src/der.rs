@@ -1,6 +1,7 @@
 //! A small, bounded DER reader that keeps byte positions.
 //!
 //! We parse certificates and the KeyDescription with this instead of a general ASN.1 library
+//! (docs/decisions/0011-own-der-reader.md)
 //! because attestation evidence needs two things such libraries make hard: signatures are checked
 //! over the exact bytes received (nothing is re-encoded or re-sorted), and the quirks real devices
 //! emit are accepted at the one place they occur while everything else stays strict. Lengths must
