@@ -55,13 +55,4 @@ pub mod oids {
     pub use crate::x509::oid::{KEY_DESCRIPTION, PROVISIONING_INFO};
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
+pub use attest_core::hex::encode as hex;

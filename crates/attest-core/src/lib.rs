@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod hex;
 mod reason;
 mod time;
 

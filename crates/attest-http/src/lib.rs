@@ -431,7 +431,7 @@ async fn admin_device(
         "status": d.status.as_str(),
         "model": d.model,
         "security_level": match d.security_level { 2 => "strongbox", _ => "tee" },
-        "verified_boot_key": hex(&d.boot_key),
+        "verified_boot_key": attest_core::hex::encode(&d.boot_key),
         "key_sha256": attest_service::key_fingerprint(&d.key_spki),
         "os_version": d.os_version,
         "os_patch_level": d.os_patch_level,
@@ -440,10 +440,6 @@ async fn admin_device(
         "enrolled_at": d.enrolled_at.to_rfc3339(),
         "updated_at": d.updated_at.to_rfc3339(),
     })))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 async fn admin_revoke(

@@ -187,18 +187,7 @@ boot_states = ["verified"]
 "#;
 
 fn hex_decode(key: &str, s: &str) -> Result<Vec<u8>, PolicyError> {
-    let s = s.trim();
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(invalid(key, format!("{s:?} is not hexadecimal")));
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            s.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-                .ok_or_else(|| invalid(key, "not hexadecimal"))
-        })
-        .collect()
+    attest_core::hex::decode(s).ok_or_else(|| invalid(key, format!("{s:?} is not hexadecimal")))
 }
 
 fn security_level(key: &str, s: &str) -> Result<SecurityLevel, PolicyError> {

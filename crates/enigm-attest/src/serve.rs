@@ -110,12 +110,7 @@ fn env_i64(name: &str) -> Result<Option<i64>, CliError> {
 }
 
 fn digest_hex(name: &str, s: &str) -> Result<[u8; 32], CliError> {
-    let s = s.trim();
-    let bytes: Option<Vec<u8>> = (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect();
-    bytes
+    attest_core::hex::decode(s)
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| {
             CliError(format!(
@@ -230,27 +225,7 @@ fn load_trust(
     simulator: bool,
 ) -> Result<Trust, CliError> {
     let loaded = policy.map(trust::load_policy).transpose()?;
-    let policy_value = loaded
-        .as_ref()
-        .map_or_else(Policy::builtin, |l| l.policy.clone());
-    let google = policy_value.trust().google_roots;
-    let mut anchors = if google {
-        attest_android::TrustAnchors::google()
-    } else {
-        attest_android::TrustAnchors::empty()
-    };
-    let mut status_list = None;
-    if let Some(l) = &loaded {
-        for r in &l.policy.trust().extra_roots {
-            trust::add_root_file(&mut anchors, &l.dir.join(r))?;
-        }
-        if let Some(s) = &l.policy.trust().status_list {
-            status_list = Some(trust::load_status_list(&l.dir.join(s))?);
-        }
-    }
-    for r in test_roots {
-        trust::add_root_file(&mut anchors, r)?;
-    }
+    let (mut anchors, status_list) = trust::load_trust_material(loaded.as_ref(), test_roots, None)?;
     if simulator {
         let root = attest_device::simulator_root_cert()
             .map_err(|e| CliError(format!("simulator root: {e}")))?;
@@ -258,6 +233,7 @@ fn load_trust(
             .add_certificate(root)
             .map_err(|e| CliError(format!("simulator root: {e}")))?;
     }
+    let policy_value = loaded.map_or_else(Policy::builtin, |l| l.policy);
     Ok(Trust::new(policy_value, anchors, status_list))
 }
 

@@ -77,37 +77,48 @@ pub fn load_status_list(path: &Path) -> Result<StatusList, CliError> {
     StatusList::from_json(&bytes).map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
 
-/// The verifier for a policy (or the built-in defaults) plus extra roots and an optional status
-/// list from the command line. The second value names every anchor, for logs.
-pub fn build_verifier(
+/// What a policy (or, without one, the built-in defaults) trusts, plus command-line extras:
+/// Google's roots unless the policy turns them off, the policy's `extra_roots` (relative to
+/// its file), then `extra_roots`; the status list from `status_list`, else the policy's.
+pub fn load_trust_material(
     policy: Option<&LoadedPolicy>,
     extra_roots: &[PathBuf],
     status_list: Option<&Path>,
-) -> Result<(Verifier, Vec<String>), CliError> {
+) -> Result<(TrustAnchors, Option<StatusList>), CliError> {
     let google = policy.is_none_or(|p| p.policy.trust().google_roots);
     let mut anchors = if google {
         TrustAnchors::google()
     } else {
         TrustAnchors::empty()
     };
-    let mut roots: Vec<PathBuf> = Vec::new();
-    let mut list_path: Option<PathBuf> = None;
+    let mut list_path = status_list.map(Path::to_path_buf);
     if let Some(p) = policy {
-        roots.extend(p.policy.trust().extra_roots.iter().map(|r| p.dir.join(r)));
-        list_path = p.policy.trust().status_list.as_ref().map(|s| p.dir.join(s));
+        for r in &p.policy.trust().extra_roots {
+            add_root_file(&mut anchors, &p.dir.join(r))?;
+        }
+        if list_path.is_none() {
+            list_path = p.policy.trust().status_list.as_ref().map(|s| p.dir.join(s));
+        }
     }
-    roots.extend(extra_roots.iter().cloned());
-    for r in &roots {
+    for r in extra_roots {
         add_root_file(&mut anchors, r)?;
     }
-    if let Some(s) = status_list {
-        list_path = Some(s.to_path_buf());
-    }
+    let list = list_path.map(|p| load_status_list(&p)).transpose()?;
+    Ok((anchors, list))
+}
+
+/// The verifier for `verify` and `policy check`; the second value names every anchor.
+pub fn build_verifier(
+    policy: Option<&LoadedPolicy>,
+    extra_roots: &[PathBuf],
+    status_list: Option<&Path>,
+) -> Result<(Verifier, Vec<String>), CliError> {
+    let (anchors, list) = load_trust_material(policy, extra_roots, status_list)?;
     let names = anchors.iter().map(|a| a.id().name()).collect();
     // Verifying many chains from the same devices repeats the same CA links.
     let mut verifier = Verifier::new(anchors).with_link_cache(4096);
-    if let Some(path) = list_path {
-        verifier = verifier.with_status_list(load_status_list(&path)?);
+    if let Some(list) = list {
+        verifier = verifier.with_status_list(list);
     }
     Ok((verifier, names))
 }

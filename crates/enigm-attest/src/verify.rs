@@ -42,17 +42,6 @@ pub struct VerifyArgs {
     json: bool,
 }
 
-fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect()
-}
-
 enum At {
     Instant(UnixTime),
     Creation,
@@ -78,9 +67,10 @@ pub fn run(args: &VerifyArgs) -> Result<bool, CliError> {
     };
     let challenge = match &args.challenge {
         None => None,
-        Some(h) => {
-            Some(parse_hex(h).ok_or_else(|| CliError(format!("--challenge {h:?} is not hex")))?)
-        }
+        Some(h) => Some(
+            attest_core::hex::decode(h)
+                .ok_or_else(|| CliError(format!("--challenge {h:?} is not hex")))?,
+        ),
     };
     let workflow = match &args.workflow {
         None => None,
@@ -177,18 +167,5 @@ fn rejected(rejection: Rejection) -> Appraisal {
         },
         key_description: None,
         outcome: Err(rejection),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_hex;
-
-    #[test]
-    fn hex_parsing() {
-        assert_eq!(parse_hex("00ff10"), Some(vec![0, 255, 16]));
-        assert_eq!(parse_hex("0"), None);
-        assert_eq!(parse_hex("zz"), None);
-        assert_eq!(parse_hex(""), Some(vec![]));
     }
 }
