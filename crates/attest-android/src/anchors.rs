@@ -47,6 +47,11 @@ impl AnchorId {
             AnchorId::Configured(fp) => format!("configured:{fp}"),
         }
     }
+
+    /// Whether this is one of Google's hardware attestation root keys.
+    pub fn is_google(&self) -> bool {
+        matches!(self, AnchorId::GoogleRsa4096 | AnchorId::GoogleEcP384)
+    }
 }
 
 /// One trusted key with the subject Name it signs as.
@@ -74,7 +79,9 @@ pub enum AnchorError {
     )]
     AttestedKey,
     /// The key algorithm cannot verify signatures.
-    #[error("trust root key algorithm is not supported (RSA, EC P-256/P-384/P-521 are)")]
+    #[error(
+        "trust root key is not supported (RSA 2048-4096 bits with exponent 65537, and EC P-256/P-384 are)"
+    )]
     UnsupportedKey,
 }
 
@@ -133,7 +140,15 @@ impl TrustAnchors {
         if cert.has_extension(crate::x509::oid::KEY_DESCRIPTION) {
             return Err(AnchorError::AttestedKey);
         }
-        if cert.key_algorithm() == KeyAlgorithm::Other {
+        let supported = match cert.key_algorithm() {
+            KeyAlgorithm::Rsa => crate::x509::rsa_key_facts(cert.public_key()).is_some_and(|f| {
+                (2048..=crate::sig::MAX_RSA_BITS).contains(&f.modulus_bits)
+                    && f.exponent == Some(crate::sig::RSA_EXPONENT)
+            }),
+            KeyAlgorithm::Ec(c) => c != crate::x509::Curve::P521,
+            KeyAlgorithm::Other => false,
+        };
+        if !supported {
             return Err(AnchorError::UnsupportedKey);
         }
         if let Some(existing) = self.anchors.iter().find(|a| a.spki == cert.spki()) {

@@ -8,18 +8,26 @@
 //! 3. the chain ends at a pinned anchor, with or without the root certificate itself
 //!    (`invalid_trust_chain`); anchors are checked before any other signature so that a chain to
 //!    an unknown root costs at most one signature check;
-//! 4. issuer/subject name chaining and every signature over the received TBS bytes
-//!    (`invalid_trust_chain`);
-//! 5. validity of CA certificates at the server-supplied instant (`invalid_trust_chain`), see
+//! 4. the chain has a shape real devices emit: the leaf, at most two ATTEST_KEY records, then
+//!    exactly the CA certificates of a factory or remotely provisioned chain, nothing repeated
+//!    (`invalid_trust_chain`), see docs/decisions/0012-chain-shapes.md; the anchor's certificate
+//!    is therefore never the leaf;
+//! 5. issuer/subject name chaining and a signature over the received TBS bytes for every
+//!    certificate below the anchor (`invalid_trust_chain`); RSA keys above 4096 bits or with an
+//!    exponent other than 65537 are refused (docs/decisions/0014-bounded-signature-work.md);
+//! 6. CA certificates: no unprocessed critical extension (docs/decisions/0013-name-and-extension-rules.md)
+//!    and validity at the server-supplied instant (`invalid_trust_chain`), see
 //!    docs/decisions/0003-certificate-validity.md;
-//! 6. revocation of every serial against the status list (`revoked`);
-//! 7. KeyDescription placement: the leaf, plus ATTEST_KEY records directly above it
+//! 7. revocation of every serial against the status list (`revoked`);
+//! 8. KeyDescription placement: the leaf, plus ATTEST_KEY records directly above it
 //!    (`invalid_trust_chain`; `malformed_evidence` when a record does not parse), see
 //!    docs/decisions/0004-attest-key-records.md;
-//! 8. both security levels in hardware (`software_attestation`, docs/decisions/0005-security-levels.md)
-//!    and the challenge (`replay_attempt`, constant-time).
+//! 9. both security levels in hardware (`software_attestation`, docs/decisions/0005-security-levels.md),
+//!    the attested key generated in hardware (`key_not_generated`), and the challenge
+//!    (`replay_attempt`, constant-time).
 
 use std::collections::HashSet;
+use std::ops::RangeInclusive;
 use std::sync::Mutex;
 
 use attest_core::{ReasonCode, UnixTime};
@@ -380,14 +388,10 @@ impl Verifier {
     ) -> Appraisal {
         let certs = chain.certificates();
         let leaf_kd = chain.leaf_key_description(&self.limits.key_description);
-        let remote = certs
-            .iter()
-            .skip(1)
-            .any(|c| c.has_extension(oid::PROVISIONING_INFO));
         let mut summary = ChainSummary {
             length: certs.len(),
             anchor: None,
-            provisioning: if remote {
+            provisioning: if looks_remote(certs) {
                 Provisioning::Remote
             } else {
                 Provisioning::Unknown
@@ -421,11 +425,23 @@ impl Verifier {
         // Rule 3: the anchor.
         let (anchor, root_in_chain) = self.find_anchor(last, last_index)?;
         summary.anchor = Some(anchor.clone());
-        if summary.provisioning == Provisioning::Unknown {
-            summary.provisioning = Provisioning::Factory;
+        // The certificates below the anchor: every one of them is signature-checked.
+        let below = if root_in_chain {
+            certs.get(..last_index).unwrap_or_default()
+        } else {
+            certs
+        };
+
+        // Rule 4: the chain has a shape real devices emit (decision 0012), checked before any
+        // further signature so that odd chains cost nothing.
+        let shape = chain_shape(below, &anchor)?;
+        summary.provisioning = shape.provisioning;
+        if let Some(rejection) = repeated_certificate(certs) {
+            return Err(rejection);
         }
 
-        // Rule 4: name chaining and signatures, leaf upwards.
+        // Rule 5: name chaining and signatures, leaf upwards. The top link of a chain sent
+        // without its root was checked by `find_anchor`.
         for (i, pair) in certs.windows(2).enumerate() {
             let [child, parent] = pair else { continue };
             if child.issuer() != parent.subject() {
@@ -454,18 +470,22 @@ impl Verifier {
             })?;
         }
 
-        // Which certificates carry a KeyDescription: the leaf and ATTEST_KEY records directly
-        // above it are device-made; everything above them is CA-made.
-        let kd_count = certs
-            .iter()
-            .take_while(|c| c.has_extension(oid::KEY_DESCRIPTION))
-            .count();
-
-        // Rule 5: validity of the CA certificates (decision 0003).
-        let enforce_expiry = summary.provisioning == Provisioning::Remote;
-        for (i, cert) in certs.iter().enumerate().skip(kd_count.max(1)) {
-            if root_in_chain && i == last_index {
-                continue; // trust is in the anchor key, not in its certificate's dates
+        // Rule 6: CA certificates (all but the attested records and an in-chain anchor): no
+        // critical extension we do not process (decision 0013), and validity at the
+        // server-supplied instant (decision 0003).
+        let enforce_expiry = shape.provisioning != Provisioning::Factory;
+        for (i, cert) in below.iter().enumerate().skip(shape.records) {
+            if let Some(oid) = cert
+                .critical_extensions()
+                .find(|oid| *oid != oid::BASIC_CONSTRAINTS && *oid != oid::KEY_USAGE)
+            {
+                return Err(Rejection::new(
+                    ReasonCode::InvalidTrustChain,
+                    format!(
+                        "certificate {i} carries the critical extension {}, which this verifier does not process",
+                        crate::x509::oid_string(oid)
+                    ),
+                ));
             }
             if at < cert.not_before() {
                 return Err(Rejection::new(
@@ -484,7 +504,7 @@ impl Verifier {
             }
         }
 
-        // Rule 6: revocation of every serial.
+        // Rule 7: revocation of every serial.
         if let Some(list) = &self.status_list {
             for (i, cert) in certs.iter().enumerate() {
                 if let Some(listing) = list.lookup(&cert.serial_hex()) {
@@ -500,7 +520,8 @@ impl Verifier {
             }
         }
 
-        // Rule 7: KeyDescription placement.
+        // Rule 8: KeyDescription placement: the leaf, then ATTEST_KEY records directly above
+        // it, nowhere else (the anchor's certificate included).
         let kd = match leaf_kd {
             None => {
                 return Err(Rejection::new(
@@ -514,7 +535,7 @@ impl Verifier {
         if let Some((i, _)) = certs
             .iter()
             .enumerate()
-            .skip(kd_count)
+            .skip(shape.records)
             .find(|(_, c)| c.has_extension(oid::KEY_DESCRIPTION))
         {
             return Err(Rejection::new(
@@ -524,15 +545,15 @@ impl Verifier {
                 ),
             ));
         }
-        for (i, cert) in certs.iter().enumerate().take(kd_count).skip(1) {
+        for (i, cert) in certs.iter().enumerate().take(shape.records).skip(1) {
             let record = match key_description(cert, &self.limits.key_description) {
                 Some(Ok(r)) => r,
                 Some(Err(e)) => return Err(malformed(&e, i)),
                 None => continue,
             };
-            check_attest_key_record(&kd, &record).map_err(|why| {
+            check_attest_key_record(&kd, &record).map_err(|(reason, why)| {
                 Rejection::new(
-                    ReasonCode::InvalidTrustChain,
+                    reason,
                     format!("certificate {i} carries a KeyDescription but is not a valid ATTEST_KEY certificate: {why}"),
                 )
             })?;
@@ -540,7 +561,7 @@ impl Verifier {
         if let Some((i, _)) = certs
             .iter()
             .enumerate()
-            .find(|(i, c)| *i != kd_count && c.has_extension(oid::PROVISIONING_INFO))
+            .find(|(i, c)| *i != shape.records && c.has_extension(oid::PROVISIONING_INFO))
         {
             return Err(Rejection::new(
                 ReasonCode::InvalidTrustChain,
@@ -550,7 +571,7 @@ impl Verifier {
             ));
         }
 
-        // Rule 8: hardware security levels and the challenge.
+        // Rule 9: hardware security levels, a key generated in hardware, and the challenge.
         if kd.attestation_security_level == SecurityLevel::Software
             || kd.keymint_security_level == SecurityLevel::Software
         {
@@ -563,6 +584,12 @@ impl Verifier {
                 ),
             ));
         }
+        generated_in_hardware(&kd).map_err(|why| {
+            Rejection::new(
+                ReasonCode::KeyNotGenerated,
+                format!("the attested key {why}"),
+            )
+        })?;
         if let Some(expected) = expected_challenge {
             if aws_lc_rs::constant_time::verify_slices_are_equal(
                 expected,
@@ -577,11 +604,12 @@ impl Verifier {
             }
         }
 
+        let ca = below.get(shape.records..).unwrap_or_default();
         Ok(VerifiedEvidence {
             anchor,
-            provisioning: summary.provisioning,
+            provisioning: shape.provisioning,
             leaf_spki: leaf.spki().to_vec(),
-            claims: Claims::from_key_description(&kd, certified_level(certs, kd_count)),
+            claims: Claims::from_key_description(&kd, certified_level(ca, &shape)),
         })
     }
 
@@ -652,45 +680,230 @@ impl Verifier {
     }
 }
 
-/// The highest security level the attestation key's own certificates vouch for. StrongBox
-/// attestation keys are certified as such (RKP: subject `O=StrongBox`; factory: `StrongBox` in
-/// the batch or intermediate subject, e.g. `title=StrongBox`); a StrongBox claim under a chain
-/// that never says so is capped at TEE, so a leaked TEE key cannot mint StrongBox evidence
-/// (docs/decisions/0005-security-levels.md).
-fn certified_level(certs: &[Certificate], kd_count: usize) -> SecurityLevel {
-    let says_strongbox = certs.iter().skip(kd_count).any(|c| {
-        c.subject()
-            .windows(b"StrongBox".len())
-            .any(|w| w == b"StrongBox")
-    });
-    if says_strongbox {
+/// Most ATTEST_KEY records between the leaf and the CA certificates: the corpus has chains with
+/// one (GrapheneOS Auditor) and with two (Google's `cert_chain_with_attest_keys`).
+pub const MAX_ATTEST_KEY_RECORDS: usize = 2;
+
+/// How many CA certificates lie between the attested records and each kind of anchor.
+const GOOGLE_FACTORY_CAS: RangeInclusive<usize> = 2..=2; // batch key, intermediate (serialNumber)
+const GOOGLE_REMOTE_CAS: RangeInclusive<usize> = 3..=3; // attestation key, Droid CA3, Droid CA2
+/// The attestation key certificate, optionally under one intermediate.
+const OPERATOR_CAS: RangeInclusive<usize> = 1..=2;
+
+/// The accepted shape of one chain.
+struct Shape {
+    /// The leaf plus its ATTEST_KEY records: the device-made certificates.
+    records: usize,
+    /// How the attestation key was provisioned.
+    provisioning: Provisioning,
+    /// Whether the anchor is one of Google's keys.
+    google: bool,
+}
+
+fn shape_error(detail: impl Into<String>) -> Rejection {
+    Rejection::new(ReasonCode::InvalidTrustChain, detail)
+}
+
+/// Whether `cert` is Google's RKP intermediate `CN=Droid CA2, O=Google LLC`, by which Google's
+/// verifier recognises remotely provisioned chains.
+fn is_droid_ca2(cert: &Certificate) -> bool {
+    cert.subject_attribute(oid::COMMON_NAME) == Some(b"Droid CA2".as_slice())
+        && cert.subject_attribute(oid::ORGANIZATION) == Some(b"Google LLC".as_slice())
+}
+
+/// Remote provisioning as far as it can be told without an anchor: a provisioning-info
+/// extension, or Google's RKP intermediate anywhere in the chain.
+fn looks_remote(certs: &[Certificate]) -> bool {
+    certs
+        .iter()
+        .skip(1)
+        .any(|c| c.has_extension(oid::PROVISIONING_INFO) || is_droid_ca2(c))
+}
+
+/// The shapes real devices emit (docs/decisions/0012-chain-shapes.md), for the certificates
+/// below the anchor, leaf first:
+///
+/// - the leaf, with a KeyDescription, then at most [`MAX_ATTEST_KEY_RECORDS`] ATTEST_KEY
+///   records directly above it;
+/// - then, under Google's keys, either a factory chain (the batch key certificate and an
+///   intermediate whose subject has a `serialNumber`) or a remotely provisioned one (the
+///   attestation key certificate, `Droid CA3` and `Droid CA2, Google LLC`); the P-384 root only
+///   issues remotely provisioned chains;
+/// - under an operator root, the attestation key certificate, optionally under one intermediate.
+///
+/// Anything else is refused, so the anchor's certificate is never the leaf, and no extra CA
+/// certificate can be slipped in to vouch for StrongBox.
+fn chain_shape(below: &[Certificate], anchor: &AnchorId) -> Result<Shape, Rejection> {
+    let records = below
+        .iter()
+        .take_while(|c| c.has_extension(oid::KEY_DESCRIPTION))
+        .count();
+    if below.is_empty() {
+        return Err(shape_error(
+            "the chain is only the anchor's certificate: the anchor is never the attested key",
+        ));
+    }
+    if records == 0 {
+        return Err(Rejection::new(
+            ReasonCode::MalformedEvidence,
+            "the leaf certificate has no KeyDescription extension",
+        ));
+    }
+    if records > MAX_ATTEST_KEY_RECORDS + 1 {
+        return Err(shape_error(format!(
+            "{} ATTEST_KEY records above the leaf; at most {MAX_ATTEST_KEY_RECORDS} are accepted",
+            records - 1
+        )));
+    }
+    let ca = below.get(records..).unwrap_or_default();
+    let Some(top) = ca.last() else {
+        return Err(shape_error(
+            "no CA certificate between the attested key and the anchor",
+        ));
+    };
+    let remote_marker = ca.iter().any(|c| c.has_extension(oid::PROVISIONING_INFO));
+    let provisioning = if anchor.is_google() {
+        let factory = top.subject_attribute(oid::SERIAL_NUMBER).is_some()
+            && !remote_marker
+            && *anchor != AnchorId::GoogleEcP384;
+        if factory {
+            Provisioning::Factory
+        } else if is_droid_ca2(top) {
+            Provisioning::Remote
+        } else {
+            return Err(shape_error(
+                "the certificate below Google's root is neither a factory intermediate (serialNumber) nor Droid CA2",
+            ));
+        }
+    } else if remote_marker {
+        Provisioning::Remote
+    } else {
+        Provisioning::Factory
+    };
+    let want = match (anchor.is_google(), provisioning) {
+        (false, _) => OPERATOR_CAS,
+        (true, Provisioning::Factory) => GOOGLE_FACTORY_CAS,
+        (true, _) => GOOGLE_REMOTE_CAS,
+    };
+    if !want.contains(&ca.len()) {
+        let expected = if want.start() == want.end() {
+            want.start().to_string()
+        } else {
+            format!("{} to {}", want.start(), want.end())
+        };
+        return Err(shape_error(format!(
+            "{} CA certificates between the attested key and the anchor; a {} chain under this anchor has {expected}",
+            ca.len(),
+            provisioning.as_str()
+        )));
+    }
+    Ok(Shape {
+        records,
+        provisioning,
+        google: anchor.is_google(),
+    })
+}
+
+/// A certificate or a key that appears twice: no real chain repeats one.
+fn repeated_certificate(certs: &[Certificate]) -> Option<Rejection> {
+    for (i, a) in certs.iter().enumerate() {
+        if let Some((j, _)) = certs
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(_, b)| b.der() == a.der() || b.spki() == a.spki())
+        {
+            return Some(shape_error(format!(
+                "certificate {j} repeats the certificate or key of certificate {i}"
+            )));
+        }
+    }
+    None
+}
+
+/// Whether a Name attribute value says StrongBox, in any letter case.
+fn says_strongbox(value: &[u8]) -> bool {
+    value
+        .windows(b"strongbox".len())
+        .any(|w| w.eq_ignore_ascii_case(b"strongbox"))
+}
+
+/// The highest security level the CA certificates vouch for, read only where a leaked lower key
+/// cannot write it. Under Google's keys, where Google's verifier reads it: for a remotely
+/// provisioned chain the attestation key certificate's `O` (`StrongBox` or `TEE`); for a
+/// factory chain `StrongBox` anywhere in the subject of the batch certificate or of the
+/// intermediate above it (the shape is fixed, so neither position can be an inserted
+/// certificate). Under an operator root the same holds for remotely provisioned chains (the
+/// provisioning-info certificate is unique and sits directly above the records); in its factory
+/// chains, which may have one CA certificate more or less, only the certificate the root signed
+/// directly counts. Letter case does not matter. A StrongBox
+/// claim under a chain that does not say so is capped at TEE, so a leaked TEE key cannot mint
+/// StrongBox evidence (docs/decisions/0005-security-levels.md).
+fn certified_level(ca: &[Certificate], shape: &Shape) -> SecurityLevel {
+    let says = |c: &Certificate| {
+        c.subject_attributes()
+            .into_iter()
+            .any(|(_, v)| says_strongbox(v))
+    };
+    let strongbox = match (shape.google, shape.provisioning) {
+        (_, Provisioning::Remote) => ca.first().is_some_and(|c| {
+            c.subject_attribute(oid::ORGANIZATION)
+                .is_some_and(|o| o.eq_ignore_ascii_case(b"strongbox"))
+        }),
+        (true, _) => ca.iter().take(2).any(says),
+        (false, _) => ca.last().is_some_and(says),
+    };
+    if strongbox {
         SecurityLevel::StrongBox
     } else {
         SecurityLevel::TrustedEnvironment
     }
 }
 
+/// The KeyMint origin of a key generated inside the secure hardware.
+const ORIGIN_GENERATED: i64 = 0;
+
+/// The hardware-enforced origin must be GENERATED: an imported key was known outside the
+/// device, so it proves nothing about the device.
+fn generated_in_hardware(kd: &KeyDescription) -> Result<(), &'static str> {
+    match kd.hardware_enforced.int(tag::ORIGIN) {
+        Some(ORIGIN_GENERATED) => Ok(()),
+        Some(_) => Err(
+            "was not generated in the secure hardware (hardware-enforced origin is not GENERATED)",
+        ),
+        None => Err("has no hardware-enforced origin"),
+    }
+}
+
 /// An ATTEST_KEY record above the leaf must describe a hardware attestation key of the same
-/// device state: purpose ATTEST_KEY, the same security levels and the same root of trust
+/// device state: purposes exactly {ATTEST_KEY}, generated in hardware, not usable by all
+/// applications, the same security levels and the same root of trust
 /// (docs/decisions/0004-attest-key-records.md).
 fn check_attest_key_record(
     leaf: &KeyDescription,
     record: &KeyDescription,
-) -> Result<(), &'static str> {
+) -> Result<(), (ReasonCode, &'static str)> {
+    let invalid = |why| Err((ReasonCode::InvalidTrustChain, why));
     let purposes = record
         .hardware_enforced
         .int_set(tag::PURPOSE)
         .unwrap_or_default();
-    if !purposes.contains(&tag::PURPOSE_ATTEST_KEY) {
-        return Err("its key's purposes do not include ATTEST_KEY");
+    if purposes.is_empty() || purposes.iter().any(|p| *p != tag::PURPOSE_ATTEST_KEY) {
+        return invalid("its key's purposes are not exactly {ATTEST_KEY}");
+    }
+    generated_in_hardware(record).map_err(|why| (ReasonCode::KeyNotGenerated, why))?;
+    if record.hardware_enforced.flag(tag::ALL_APPLICATIONS)
+        || record.software_enforced.flag(tag::ALL_APPLICATIONS)
+    {
+        return invalid("its key is usable by all applications");
     }
     if record.attestation_security_level != leaf.attestation_security_level
         || record.keymint_security_level != leaf.keymint_security_level
     {
-        return Err("its security levels differ from the leaf's");
+        return invalid("its security levels differ from the leaf's");
     }
     if record.hardware_enforced.root_of_trust() != leaf.hardware_enforced.root_of_trust() {
-        return Err("its root of trust differs from the leaf's");
+        return invalid("its root of trust differs from the leaf's");
     }
     Ok(())
 }

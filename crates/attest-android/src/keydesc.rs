@@ -7,8 +7,9 @@
 //!
 //! Accepted device quirks (docs/decisions/0002-accepted-device-quirks.md): SET OF elements out
 //! of DER order, BER booleans (`0x01` for true), 6-digit vendor/boot patch levels and day `00`,
-//! a 4-element RootOfTrust below attestationVersion 3. Rejected: duplicate tags, tags out of
-//! ascending order, wrong types, trailing bytes, non-minimal lengths or integers.
+//! a 4-element RootOfTrust below attestationVersion 3, tags in any order, a tag repeated with
+//! the same value. Rejected: a tag repeated with another value, wrong types, trailing bytes,
+//! non-minimal lengths or integers.
 //!
 //! Privacy: the values of the serial, IMEI, MEID and second-IMEI attestation ids and of the
 //! unique id are checked for shape and then dropped; only their presence is kept.
@@ -250,6 +251,8 @@ pub mod tag {
     pub const VENDOR_PATCH_LEVEL: u32 = 718;
     /// bootPatchLevel (YYYYMMDD).
     pub const BOOT_PATCH_LEVEL: u32 = 719;
+    /// allApplications (Keymaster-era flag: the key is usable by every application).
+    pub const ALL_APPLICATIONS: u32 = 600;
     /// KeyPurpose ATTEST_KEY.
     pub const PURPOSE_ATTEST_KEY: i64 = 7;
 }
@@ -262,8 +265,8 @@ pub fn tag_name(tag: u32) -> Option<&'static str> {
         .map(|(_, n, _)| *n)
 }
 
-/// An `AuthorizationList`: tag/value entries in the order received (which the parser requires
-/// to be ascending).
+/// An `AuthorizationList`: tag/value entries in the order received (the schema says ascending;
+/// some devices do not), each tag once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuthorizationList {
     entries: Vec<(u32, AuthValue)>,
@@ -275,11 +278,11 @@ impl AuthorizationList {
     pub fn get(&self, tag: u32) -> Option<&AuthValue> {
         self.entries.iter().find(|(t, _)| *t == tag).map(|(_, v)| v)
     }
-    /// Every tag present, ascending.
+    /// Every tag present, in the order received.
     pub fn tags(&self) -> Vec<u32> {
         self.entries.iter().map(|(t, _)| *t).collect()
     }
-    /// All entries, ascending by tag.
+    /// All entries, in the order received.
     pub fn entries(&self) -> &[(u32, AuthValue)] {
         &self.entries
     }
@@ -483,7 +486,6 @@ impl Parser<'_> {
         let seq = r.read(Tag::SEQUENCE, "AuthorizationList", field)?;
         let mut items = seq.reader();
         let mut list = AuthorizationList::default();
-        let mut last: Option<u32> = None;
         while !items.is_empty() {
             let item = items.read_any(field)?;
             let number = item.tag.number;
@@ -501,22 +503,6 @@ impl Parser<'_> {
             if list.entries.len() >= self.limits.max_tags {
                 return Err(item.error(&f, DerErrorKind::LimitExceeded("too many tags")));
             }
-            match last {
-                Some(prev) if prev == number => {
-                    return Err(item.error(
-                        &f,
-                        DerErrorKind::Duplicate(format!("tag {number} ({name})")),
-                    ));
-                }
-                Some(prev) if prev > number => {
-                    // The schema requires ascending order; only an edited record breaks it.
-                    return Err(
-                        item.error(&f, DerErrorKind::BadValue("tags not in ascending order"))
-                    );
-                }
-                _ => {}
-            }
-            last = Some(number);
             let inner = der::parse_single(
                 item.value,
                 item.value_offset,
@@ -525,6 +511,20 @@ impl Parser<'_> {
                 &f,
             )?;
             let value = self.value(number, &inner, &f, &mut list.ids)?;
+            // Any order is accepted (a Motorola edge 2022 lists 717..710 descending); a tag
+            // repeated with the same value is one entry, with another value a contradiction
+            // (docs/decisions/0002-accepted-device-quirks.md).
+            if let Some((_, earlier)) = list.entries.iter().find(|(t, _)| *t == number) {
+                if *earlier == value {
+                    continue;
+                }
+                return Err(item.error(
+                    &f,
+                    DerErrorKind::Duplicate(format!(
+                        "tag {number} ({name}) with conflicting values"
+                    )),
+                ));
+            }
             list.entries.push((number, value));
         }
         Ok(list)

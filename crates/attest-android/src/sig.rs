@@ -13,7 +13,23 @@ pub enum SignatureError {
     /// The signature is wrong.
     #[error("signature does not verify")]
     Invalid,
+    /// An RSA key outside the bounds real chains use: more than 4096 bits, or a public exponent
+    /// other than 65537 (docs/decisions/0014-bounded-signature-work.md).
+    #[error(
+        "RSA key of {bits} bits with exponent {exponent:?} is refused: only 2048-4096 bits with exponent 65537 are verified"
+    )]
+    RsaKeyOutOfBounds {
+        /// Modulus size in bits.
+        bits: usize,
+        /// The public exponent, when it fits in 64 bits.
+        exponent: Option<u64>,
+    },
 }
+
+/// Largest RSA modulus verified: the Google root's size, the largest in real chains.
+pub const MAX_RSA_BITS: usize = 4096;
+/// The only RSA public exponent verified: every real chain uses it.
+pub const RSA_EXPONENT: u64 = 65537;
 
 fn algorithm(
     key: KeyAlgorithm,
@@ -21,7 +37,9 @@ fn algorithm(
 ) -> Option<&'static dyn VerificationAlgorithm> {
     use SignatureAlgorithm as S;
     // RSA keys below 2048 bits are refused by these parameter sets; only the AOSP software root
-    // uses RSA-1024, and it is never trusted anyway.
+    // uses RSA-1024, and it is never trusted anyway. Above 4096 bits and exponents other than
+    // 65537 are refused before this, in `verify`. P-521 is not verified: no real chain uses it
+    // and one P-521 check costs several P-256 checks (decision 0014).
     Some(match (key, sig) {
         (KeyAlgorithm::Rsa, S::RsaPkcs1Sha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
         (KeyAlgorithm::Rsa, S::RsaPkcs1Sha384) => &signature::RSA_PKCS1_2048_8192_SHA384,
@@ -34,9 +52,6 @@ fn algorithm(
         (KeyAlgorithm::Ec(Curve::P384), S::EcdsaSha256) => &signature::ECDSA_P384_SHA256_ASN1,
         (KeyAlgorithm::Ec(Curve::P384), S::EcdsaSha384) => &signature::ECDSA_P384_SHA384_ASN1,
         (KeyAlgorithm::Ec(Curve::P384), S::EcdsaSha512) => &signature::ECDSA_P384_SHA512_ASN1,
-        (KeyAlgorithm::Ec(Curve::P521), S::EcdsaSha256) => &signature::ECDSA_P521_SHA256_ASN1,
-        (KeyAlgorithm::Ec(Curve::P521), S::EcdsaSha384) => &signature::ECDSA_P521_SHA384_ASN1,
-        (KeyAlgorithm::Ec(Curve::P521), S::EcdsaSha512) => &signature::ECDSA_P521_SHA512_ASN1,
         _ => return None,
     })
 }
@@ -49,6 +64,15 @@ pub fn verify(
     message: &[u8],
     sig: &[u8],
 ) -> Result<(), SignatureError> {
+    if key_algorithm == KeyAlgorithm::Rsa {
+        let facts = crate::x509::rsa_key_facts(public_key).ok_or(SignatureError::Invalid)?;
+        if facts.modulus_bits > MAX_RSA_BITS || facts.exponent != Some(RSA_EXPONENT) {
+            return Err(SignatureError::RsaKeyOutOfBounds {
+                bits: facts.modulus_bits,
+                exponent: facts.exponent,
+            });
+        }
+    }
     let alg = algorithm(key_algorithm, signature_algorithm).ok_or(SignatureError::Unsupported(
         key_algorithm,
         signature_algorithm,

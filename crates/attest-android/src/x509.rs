@@ -41,6 +41,16 @@ pub(crate) mod oid {
     pub const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
     /// 1.3.132.0.35 secp521r1 (P-521).
     pub const P521: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x23];
+    /// 2.5.29.15 keyUsage.
+    pub const KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x0f];
+    /// 2.5.29.19 basicConstraints.
+    pub const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+    /// 2.5.4.3 commonName.
+    pub const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+    /// 2.5.4.5 serialNumber.
+    pub const SERIAL_NUMBER: &[u8] = &[0x55, 0x04, 0x05];
+    /// 2.5.4.10 organizationName.
+    pub const ORGANIZATION: &[u8] = &[0x55, 0x04, 0x0a];
 }
 
 /// How a certificate is signed.
@@ -220,6 +230,86 @@ impl Certificate {
     pub fn has_extension(&self, oid: &[u8]) -> bool {
         self.extension(oid).is_some()
     }
+    /// The OIDs (content octets) of extensions marked critical, in the order received.
+    pub fn critical_extensions(&self) -> impl Iterator<Item = &[u8]> {
+        self.extensions
+            .iter()
+            .filter(|e| e.critical)
+            .map(|e| self.slice(&e.oid))
+    }
+    /// The attributes of the subject Name as (type OID content octets, value content octets),
+    /// in the order received. A Name that does not have the RFC 5280 shape yields none: nothing
+    /// read from it can then vouch for anything.
+    pub fn subject_attributes(&self) -> Vec<(&[u8], &[u8])> {
+        name_attributes(self.subject()).unwrap_or_default()
+    }
+    /// The value of the first subject attribute of type `oid`.
+    pub fn subject_attribute(&self, oid: &[u8]) -> Option<&[u8]> {
+        self.subject_attributes()
+            .into_iter()
+            .find(|(t, _)| *t == oid)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Walks a Name: SEQUENCE OF SET OF SEQUENCE { type OID, value ANY }. The value is the content
+/// of whatever string type was used; names are compared by their bytes (docs/decisions/0013).
+fn name_attributes(name: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    let tlv = der::parse_single(name, 0, Tag::SEQUENCE, "Name", "Name").ok()?;
+    let mut out = Vec::new();
+    let mut rdns = tlv.reader();
+    while !rdns.is_empty() {
+        let rdn = rdns
+            .read(Tag::SET, "RelativeDistinguishedName", "Name")
+            .ok()?;
+        let mut atvs = rdn.reader();
+        while !atvs.is_empty() {
+            let atv = atvs
+                .read(Tag::SEQUENCE, "AttributeTypeAndValue", "Name")
+                .ok()?;
+            let mut r = atv.reader();
+            let kind = r.read(Tag::OID, "OBJECT IDENTIFIER", "Name").ok()?;
+            let value = r.read_any("Name").ok()?;
+            r.finish("Name").ok()?;
+            out.push((kind.value, value.value));
+        }
+    }
+    Some(out)
+}
+
+/// Facts about an RSA public key that bound the work of verifying with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RsaKeyFacts {
+    /// Modulus size in bits.
+    pub modulus_bits: usize,
+    /// The public exponent, when it fits in 64 bits.
+    pub exponent: Option<u64>,
+}
+
+/// Reads an RSAPublicKey (SEQUENCE { modulus INTEGER, publicExponent INTEGER }).
+pub fn rsa_key_facts(public_key: &[u8]) -> Option<RsaKeyFacts> {
+    let tlv =
+        der::parse_single(public_key, 0, Tag::SEQUENCE, "RSAPublicKey", "RSAPublicKey").ok()?;
+    let mut r = tlv.reader();
+    let n = r
+        .read(Tag::INTEGER, "INTEGER", "RSAPublicKey.modulus")
+        .ok()?;
+    let e = r
+        .read(Tag::INTEGER, "INTEGER", "RSAPublicKey.publicExponent")
+        .ok()?;
+    r.finish("RSAPublicKey").ok()?;
+    let magnitude = |v: &[u8]| -> Vec<u8> { v.iter().copied().skip_while(|b| *b == 0).collect() };
+    let n = magnitude(n.value);
+    let modulus_bits = match n.first() {
+        Some(top) => (n.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+        None => 0,
+    };
+    let e = magnitude(e.value);
+    let exponent = (e.len() <= 8).then(|| e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)));
+    Some(RsaKeyFacts {
+        modulus_bits,
+        exponent,
+    })
 }
 
 fn parse(der: &[u8]) -> Result<Certificate, DerError> {

@@ -335,6 +335,9 @@ fn every_corpus_chain_parses_and_verifies_as_documented() {
             e["n"].as_u64().unwrap(),
             "{file}: certificate count"
         );
+        let droid_ca2 = ders
+            .iter()
+            .any(|d| d.windows(b"Droid CA2".len()).any(|w| w == b"Droid CA2"));
         let at = verification_time(e);
         let appraisal = verifier.appraise_der(ders, at, None);
         let exception = exceptions.get(file);
@@ -394,7 +397,9 @@ fn every_corpus_chain_parses_and_verifies_as_documented() {
             let want_level =
                 level(e["attSL"].as_str().unwrap()).min(level(e["kmSL"].as_str().unwrap()));
             assert_eq!(ev.claims().security_level, want_level, "{file}");
-            let remote = !e["provIdx"].as_array().unwrap().is_empty();
+            // Remote: a provisioning-info extension, or Google's RKP intermediate (chains issued
+            // before the extension existed, e.g. Pixel 6/7 and Galaxy S23).
+            let remote = !e["provIdx"].as_array().unwrap().is_empty() || droid_ca2;
             assert_eq!(
                 ev.provisioning().as_str(),
                 if remote { "remote" } else { "factory" },
@@ -418,4 +423,56 @@ fn every_corpus_chain_parses_and_verifies_as_documented() {
         index.len(),
         index.len() - valid
     );
+}
+
+/// Remotely provisioned chains expire, whether or not they carry the provisioning-info
+/// extension: RKP chains issued before the extension existed (Pixel 6/7, Galaxy S23) are told
+/// apart by Google's `Droid CA2` intermediate, as Google's verifier does. At a fixed instant
+/// long after every RKP certificate in the corpus expired, each of them is refused, and every
+/// factory chain that verified at its creation still verifies (factory expiry is ignored).
+#[test]
+fn remotely_provisioned_chains_expire_with_or_without_the_extension() {
+    let Some(dir) = corpus_dir() else { return };
+    let index: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let verifier = Verifier::new(TrustAnchors::google());
+    // 2026-11-01T00:00:00Z.
+    let today = UnixTime::from_secs(1_793_491_200);
+    let (mut remote_refused, mut without_extension, mut factory_valid) = (0, 0, 0);
+    for e in &index {
+        let file = e["file"].as_str().unwrap();
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let ders = pem::parse_certificates(&text).unwrap();
+        let valid_at_creation = verifier
+            .appraise_der(ders.clone(), verification_time(e), None)
+            .outcome
+            .is_ok();
+        if !valid_at_creation {
+            continue;
+        }
+        let a = verifier.appraise_der(ders, today, None);
+        match a.chain.provisioning.as_str() {
+            "remote" => {
+                let r = a.outcome.as_ref().map(|_| ()).unwrap_err();
+                assert_eq!(r.reason, ReasonCode::InvalidTrustChain, "{file}");
+                assert!(r.detail.contains("expired"), "{file}: {}", r.detail);
+                remote_refused += 1;
+                without_extension += usize::from(e["provIdx"].as_array().unwrap().is_empty());
+            }
+            "factory" => {
+                assert!(a.outcome.is_ok(), "{file}: {:?}", a.outcome.err());
+                factory_valid += 1;
+            }
+            other => panic!("{file}: a valid chain with provisioning {other}"),
+        }
+    }
+    let pixel6 = std::fs::read_to_string(dir.join("asitplus-warden/pixel_6.pem")).unwrap();
+    let a = verifier.appraise_der(pem::parse_certificates(&pixel6).unwrap(), today, None);
+    assert_eq!(a.chain.provisioning.as_str(), "remote");
+    assert!(a.outcome.is_err());
+    eprintln!(
+        "at 2026-11-01: {remote_refused} remotely provisioned chains refused as expired ({without_extension} without the provisioning-info extension), {factory_valid} factory chains valid"
+    );
+    assert!(without_extension >= 10, "{without_extension}");
+    assert!(factory_valid > 100, "{factory_valid}");
 }

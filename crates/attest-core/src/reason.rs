@@ -49,6 +49,10 @@ pub enum ReasonCode {
     WrongApplication,
     /// The enrolled device was revoked by an operator.
     DeviceRevoked,
+    /// The attested key (or an ATTEST_KEY record's key) was not generated in the secure
+    /// hardware: its hardware-enforced origin is missing or not GENERATED (an imported key).
+    /// Seed class: `invalid_trust_chain`.
+    KeyNotGenerated,
 }
 
 /// A string that is not a known reason code.
@@ -58,7 +62,7 @@ pub struct UnknownReasonCode(pub String);
 
 impl ReasonCode {
     /// Every code, in a stable order.
-    pub const ALL: [ReasonCode; 20] = [
+    pub const ALL: [ReasonCode; 21] = [
         ReasonCode::InvalidTrustChain,
         ReasonCode::UnsupportedDevice,
         ReasonCode::IneligibleBuild,
@@ -79,6 +83,7 @@ impl ReasonCode {
         ReasonCode::RequestBindingFailed,
         ReasonCode::WrongApplication,
         ReasonCode::DeviceRevoked,
+        ReasonCode::KeyNotGenerated,
     ];
 
     /// The stable wire name.
@@ -104,6 +109,16 @@ impl ReasonCode {
             ReasonCode::RequestBindingFailed => "request_binding_failed",
             ReasonCode::WrongApplication => "wrong_application",
             ReasonCode::DeviceRevoked => "device_revoked",
+            ReasonCode::KeyNotGenerated => "key_not_generated",
+        }
+    }
+
+    /// The seed failure class a specific code stands beside (`None` for the seed classes
+    /// themselves and for codes that are not failures of the evidence's trust).
+    pub const fn seed_class(self) -> Option<ReasonCode> {
+        match self {
+            ReasonCode::KeyNotGenerated => Some(ReasonCode::InvalidTrustChain),
+            _ => None,
         }
     }
 }

@@ -16,7 +16,9 @@ use attest_android::{
 };
 use attest_core::{ReasonCode, UnixTime};
 use attest_device::keydesc::{SOFTWARE, STRONGBOX, TEE, UPDATER_PACKAGE};
-use attest_device::{ExtensionSpec, KeyDescriptionSpec, KeyKind, SigningKey, TestPki, name, value};
+use attest_device::{
+    CertSpec, ExtensionSpec, KeyDescriptionSpec, KeyKind, SigningKey, TestPki, name, value,
+};
 
 /// 2026-11-01T00:00:00Z: the fixed instant every test verifies at.
 const AT: UnixTime = UnixTime::from_secs(1_793_491_200);
@@ -227,19 +229,57 @@ fn rule2_malformed_key_description_names_field_and_offset() {
 }
 
 #[test]
-fn rule2_duplicate_and_unordered_tags_are_rejected() {
+fn rule2_tags_in_any_order_and_exact_duplicates_are_accepted() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    // A Motorola edge (2022) lists its ID attestation tags descending (717, 716, 712, 711, 710).
+    let mut descending = kd();
+    for (t, id) in [
+        (717, "edge 2022"),
+        (716, "motorola"),
+        (712, "rhode"),
+        (711, "rhode"),
+        (710, "motorola"),
+    ] {
+        descending.hardware.push((t, value::octets(id.as_bytes())));
+    }
+    descending.hardware.swap(0, 1);
+    assert_valid(&v, mint(&pki, &descending));
+    let a = v.appraise_der(mint(&pki, &descending), AT, Some(CHALLENGE));
+    assert_eq!(
+        a.key_description
+            .unwrap()
+            .hardware_enforced
+            .attestation_ids()
+            .model
+            .as_deref(),
+        Some("edge 2022")
+    );
+
+    // The same tag twice with the same value is one entry (google/android-key-attestation#79).
+    let mut exact = kd();
+    exact.hardware.push((719, value::int(20_260_905)));
+    assert_valid(&v, mint(&pki, &exact));
+}
+
+#[test]
+fn rule2_conflicting_duplicate_tags_are_rejected() {
     let pki = factory();
     let v = verifier_for(&pki);
     let mut dup = kd();
-    dup.hardware.push((719, value::int(20_260_905)));
+    dup.hardware.push((719, value::int(20_990_101)));
     let d = assert_reason(&v, mint(&pki, &dup), ReasonCode::MalformedEvidence);
-    assert!(d.contains("duplicate tag 719"), "{d}");
+    assert!(d.contains("tag 719") && d.contains("conflicting"), "{d}");
+    let mut sets = kd();
+    sets.hardware.push((1, value::int_set(&[2, 7])));
+    let d = assert_reason(&v, mint(&pki, &sets), ReasonCode::MalformedEvidence);
+    assert!(d.contains("tag 1 ") && d.contains("conflicting"), "{d}");
+}
 
-    let mut unordered = kd();
-    unordered.hardware.swap(0, 1);
-    let d = assert_reason(&v, mint(&pki, &unordered), ReasonCode::MalformedEvidence);
-    assert!(d.contains("ascending"), "{d}");
-
+#[test]
+fn rule2_wrong_tag_types_are_rejected() {
+    let pki = factory();
+    let v = verifier_for(&pki);
     let mut wrong_type = kd();
     wrong_type.set_hw(705, value::octets(b"15"));
     let d = assert_reason(&v, mint(&pki, &wrong_type), ReasonCode::MalformedEvidence);
@@ -535,16 +575,14 @@ fn rule7_key_description_in_a_ca_certificate() {
         value: kd().encode(),
     });
     pki.intermediate_cert = pki.intermediate_spec.sign(&pki.root_key).unwrap();
-    // The intermediate now looks like an attest key but its record lacks ATTEST_KEY.
+    // The intermediate now looks like a device record: no CA certificate is left below the
+    // root, which is not a shape any device emits.
     let d = assert_reason(
         &verifier_for(&pki),
         mint(&pki, &kd()),
         ReasonCode::InvalidTrustChain,
     );
-    assert!(
-        d.contains("certificate 1") && d.contains("ATTEST_KEY"),
-        "{d}"
-    );
+    assert!(d.contains("no CA certificate"), "{d}");
 
     // A record above a plain CA certificate is an extended chain, whatever it says:
     // [leaf, plain CA, CA with an ATTEST_KEY record, root].
@@ -570,6 +608,27 @@ fn rule7_key_description_in_a_ca_certificate() {
         .sign(&pki.intermediate_key)
         .unwrap();
     let chain = vec![leaf, lower, upper, pki.root_cert.clone()];
+    let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
+    assert!(d.contains("certificate 2") && d.contains("extended"), "{d}");
+
+    // The anchor's own certificate never carries a record: a copy of the root (same key, so
+    // the anchor still matches) with a KeyDescription.
+    let pki = factory();
+    let root_spec = CertSpec {
+        serial: vec![0x10, 0x01],
+        issuer: pki.root_name.clone(),
+        subject: pki.root_name.clone(),
+        not_before: attest_device::PKI_NOT_BEFORE,
+        not_after: attest_device::PKI_NOT_AFTER,
+        spki: pki.root_key.spki().to_vec(),
+        extensions: vec![ExtensionSpec {
+            oid: oids::KEY_DESCRIPTION.to_vec(),
+            critical: false,
+            value: kd().encode(),
+        }],
+    };
+    let mut chain = mint(&pki, &kd());
+    chain[2] = root_spec.sign(&pki.root_key).unwrap();
     let d = assert_reason(&verifier_for(&pki), chain, ReasonCode::InvalidTrustChain);
     assert!(d.contains("certificate 2") && d.contains("extended"), "{d}");
 }
@@ -654,8 +713,27 @@ fn rule7_provisioning_info_in_the_wrong_place() {
         pki.intermediate_cert.clone(),
         pki.root_cert.clone(),
     ];
+    // The extra certificate fits the optional-intermediate shape of operator chains, but the
+    // provisioning-info certificate must sit directly above the records.
     let d = assert_reason(&v, chain, ReasonCode::InvalidTrustChain);
-    assert!(d.contains("provisioning-info"), "{d}");
+    assert!(
+        d.contains("certificate 2 carries the provisioning-info"),
+        "{d}"
+    );
+
+    // On the leaf itself (a device cannot vouch for its own provisioning).
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(key.spki(), &kd().encode());
+    leaf.extensions.push(ExtensionSpec {
+        oid: oids::PROVISIONING_INFO.to_vec(),
+        critical: false,
+        value: attest_device::PROVISIONING_INFO_VALUE.to_vec(),
+    });
+    let d = assert_reason(&v, pki.chain(&leaf).unwrap(), ReasonCode::InvalidTrustChain);
+    assert!(
+        d.contains("certificate 0") && d.contains("provisioning-info"),
+        "{d}"
+    );
 }
 
 // Rule 8: hardware security levels and the challenge.
@@ -763,4 +841,431 @@ fn the_link_cache_gives_the_same_answers() {
     let last = chain[0].len() - 1;
     chain[0][last] ^= 1;
     assert_reason(&v, chain, ReasonCode::InvalidTrustChain);
+}
+
+// Hardening: forgeries anyone can make with public keys, and chains no device emits.
+
+/// A certificate that carries `spki` (an anchor's public key: public keys are public) and a
+/// fabricated KeyDescription claiming everything a policy wants, signed by a throw-away key.
+fn anchor_keyed_forgery(spki: &[u8], subject: &[u8]) -> Vec<u8> {
+    let forger = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut spec = kd();
+    spec.set_hw(706, value::int(209_912));
+    CertSpec {
+        serial: vec![1],
+        issuer: subject.to_vec(),
+        subject: subject.to_vec(),
+        not_before: attest_device::PKI_NOT_BEFORE,
+        not_after: attest_device::PKI_NOT_AFTER,
+        spki: spki.to_vec(),
+        extensions: vec![ExtensionSpec {
+            oid: oids::KEY_DESCRIPTION.to_vec(),
+            critical: false,
+            value: spec.encode(),
+        }],
+    }
+    .sign(&forger)
+    .unwrap()
+}
+
+#[test]
+fn rule4_a_single_certificate_with_an_anchor_key_is_not_a_chain() {
+    let pki = factory();
+    let mut anchors = TrustAnchors::google();
+    anchors.add_certificate(pki.root_cert.clone()).unwrap();
+    let v = Verifier::new(anchors.clone());
+    assert_eq!(anchors.iter().count(), 3);
+    for anchor in anchors.iter() {
+        let forged = anchor_keyed_forgery(anchor.spki(), &name("Android Keystore Key"));
+        let d = assert_reason(&v, vec![forged.clone()], ReasonCode::InvalidTrustChain);
+        assert!(
+            d.contains("only the anchor's certificate"),
+            "{}: {d}",
+            anchor.id().name()
+        );
+        // Nor a pair: an attested-looking leaf with the anchor-keyed forgery above it.
+        let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+        let leaf = pki.leaf_spec(key.spki(), &kd().encode());
+        let chain = vec![leaf.sign(&key).unwrap(), forged];
+        assert_reason(&v, chain, ReasonCode::InvalidTrustChain);
+    }
+}
+
+#[test]
+fn rule4_a_leaf_signed_by_the_root_itself_is_refused() {
+    // [leaf, root] with a genuine signature by the operator root: no attestation key
+    // certificate, a shape no device emits.
+    let pki = factory();
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(key.spki(), &kd().encode());
+    leaf.issuer = pki.root_name.clone();
+    let leaf = leaf.sign(&pki.root_key).unwrap();
+    let v = verifier_for(&pki);
+    let d = assert_reason(
+        &v,
+        vec![leaf.clone(), pki.root_cert.clone()],
+        ReasonCode::InvalidTrustChain,
+    );
+    assert!(d.contains("no CA certificate"), "{d}");
+    let d = assert_reason(&v, vec![leaf], ReasonCode::InvalidTrustChain);
+    assert!(d.contains("no CA certificate"), "{d}");
+}
+
+/// A CA certificate named `subject`, signed by `issuer_key` as `issuer`, with a fresh key.
+fn extra_ca(issuer: &[u8], issuer_key: &SigningKey, subject: &[u8]) -> (Vec<u8>, SigningKey) {
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let cert = CertSpec {
+        serial: vec![0x33],
+        issuer: issuer.to_vec(),
+        subject: subject.to_vec(),
+        not_before: attest_device::PKI_NOT_BEFORE,
+        not_after: attest_device::PKI_NOT_AFTER,
+        spki: key.spki().to_vec(),
+        extensions: vec![],
+    }
+    .sign(issuer_key)
+    .unwrap();
+    (cert, key)
+}
+
+#[test]
+fn rule4_extra_ca_certificates_are_refused() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    // Seven extra CA certificates between the attestation key and the leaf.
+    let mut chain = vec![pki.root_cert.clone(), pki.intermediate_cert.clone()];
+    let mut issuer = pki.intermediate_name.clone();
+    let mut key = None::<SigningKey>;
+    for i in 0..7 {
+        let subject = name(&format!("extra CA {i}"));
+        let signer = key.as_ref().unwrap_or(&pki.intermediate_key);
+        let (cert, k) = extra_ca(&issuer, signer, &subject);
+        chain.push(cert);
+        issuer = subject;
+        key = Some(k);
+    }
+    let leaf_key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(leaf_key.spki(), &kd().encode());
+    leaf.issuer = issuer;
+    chain.push(leaf.sign(key.as_ref().unwrap()).unwrap());
+    chain.reverse();
+    assert_eq!(chain.len(), 10);
+    let d = assert_reason(&v, chain, ReasonCode::InvalidTrustChain);
+    assert!(d.contains("8 CA certificates"), "{d}");
+}
+
+#[test]
+fn rule9_a_strongbox_titled_ca_under_a_leaked_tee_key_does_not_lift_the_level() {
+    // Whoever holds a leaked TEE attestation key signs a CA certificate titled StrongBox and
+    // mints StrongBox records under it. Under an operator root the extra certificate fits the
+    // optional-intermediate shape, but only the certificate the root signed is read: TEE.
+    let pki = factory();
+    let (extra, extra_key) = extra_ca(
+        &pki.intermediate_name,
+        &pki.intermediate_key,
+        &name("StrongBox attestation key"),
+    );
+    let mut spec = kd();
+    spec.attestation_security_level = STRONGBOX;
+    spec.keymint_security_level = STRONGBOX;
+    let key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(key.spki(), &spec.encode());
+    leaf.issuer = name("StrongBox attestation key");
+    let chain = vec![
+        leaf.sign(&extra_key).unwrap(),
+        extra,
+        pki.intermediate_cert.clone(),
+        pki.root_cert.clone(),
+    ];
+    let ev = verifier_for(&pki)
+        .appraise_der(chain.clone(), AT, Some(CHALLENGE))
+        .outcome
+        .unwrap();
+    assert_eq!(
+        ev.claims().security_level,
+        SecurityLevel::TrustedEnvironment
+    );
+    // One level more is a shape no device emits.
+    let (upper, upper_key) = extra_ca(
+        &name("StrongBox attestation key"),
+        &extra_key,
+        &name("StrongBox attestation key 2"),
+    );
+    let mut leaf = pki.leaf_spec(key.spki(), &spec.encode());
+    leaf.issuer = name("StrongBox attestation key 2");
+    let mut longer = vec![leaf.sign(&upper_key).unwrap(), upper];
+    longer.extend(chain.into_iter().skip(1));
+    let d = assert_reason(&verifier_for(&pki), longer, ReasonCode::InvalidTrustChain);
+    assert!(d.contains("3 CA certificates"), "{d}");
+}
+
+#[test]
+fn rule4_repeated_certificates_are_refused() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    // The leaf twice: a well-shaped chain (leaf, "record", CA) but a repeat.
+    let mut chain = mint(&pki, &kd());
+    chain.insert(1, chain[0].clone());
+    let d = assert_reason(&v, chain, ReasonCode::InvalidTrustChain);
+    assert!(d.contains("certificate 1 repeats"), "{d}");
+    // The root repeated.
+    let mut chain = mint(&pki, &kd());
+    chain.push(pki.root_cert.clone());
+    assert_reason(&v, chain, ReasonCode::InvalidTrustChain);
+}
+
+#[test]
+fn rule4_at_most_two_attest_key_records() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    let mut attest = kd();
+    attest.set_hw(1, value::int_set(&[7]));
+    // leaf <- record 1 <- record 2 <- record 3 <- intermediate
+    let mut issuer_name = pki.intermediate_name.clone();
+    let mut issuer_key: Option<SigningKey> = None;
+    let mut certs = Vec::new();
+    for i in 0..3 {
+        let k = SigningKey::generate(KeyKind::EcP256).unwrap();
+        let mut spec = pki.leaf_spec(k.spki(), &attest.encode());
+        spec.issuer = issuer_name.clone();
+        spec.subject = name(&format!("attest key {i}"));
+        certs.push(
+            spec.sign(issuer_key.as_ref().unwrap_or(&pki.intermediate_key))
+                .unwrap(),
+        );
+        issuer_name = spec.subject.clone();
+        issuer_key = Some(k);
+        // Two records verify; the third is one too many.
+        let leaf_key = SigningKey::generate(KeyKind::EcP256).unwrap();
+        let mut leaf = pki.leaf_spec(leaf_key.spki(), &kd().encode());
+        leaf.issuer = issuer_name.clone();
+        let mut chain = vec![leaf.sign(issuer_key.as_ref().unwrap()).unwrap()];
+        chain.extend(certs.iter().rev().cloned());
+        chain.push(pki.intermediate_cert.clone());
+        chain.push(pki.root_cert.clone());
+        if i < 2 {
+            assert_valid(&v, chain);
+        } else {
+            let d = assert_reason(&v, chain, ReasonCode::InvalidTrustChain);
+            assert!(d.contains("3 ATTEST_KEY records"), "{d}");
+        }
+    }
+}
+
+/// A Name with a commonName and an organizationName, both UTF8String.
+fn name_with_organization(common_name: &str, organization: &str) -> Vec<u8> {
+    let atv =
+        |oid: &[u8], v: &str| write::sequence(&[&write::oid(oid), &write::tlv(0x0c, v.as_bytes())]);
+    write::sequence(&[
+        &write::set(&[&atv(&[0x55, 0x04, 0x0a], organization)]),
+        &write::set(&[&atv(&[0x55, 0x04, 0x03], common_name)]),
+    ])
+}
+
+/// `pki` with its intermediate renamed to `subject` and re-signed.
+fn renamed(mut pki: TestPki, subject: Vec<u8>) -> TestPki {
+    pki.intermediate_spec.subject = subject.clone();
+    pki.intermediate_name = subject;
+    pki.intermediate_cert = pki.intermediate_spec.sign(&pki.root_key).unwrap();
+    pki
+}
+
+fn strongbox_level(pki: &TestPki) -> SecurityLevel {
+    let mut spec = kd();
+    spec.attestation_security_level = STRONGBOX;
+    spec.keymint_security_level = STRONGBOX;
+    verifier_for(pki)
+        .appraise_der(mint(pki, &spec), AT, Some(CHALLENGE))
+        .outcome
+        .unwrap()
+        .claims()
+        .security_level
+}
+
+#[test]
+fn rule9_strongbox_certification_is_read_in_any_letter_case() {
+    for subject in [
+        "Strongbox attestation key",
+        "STRONGBOX attestation key",
+        "title strongbox",
+    ] {
+        let pki = renamed(factory(), name(subject));
+        assert_eq!(strongbox_level(&pki), SecurityLevel::StrongBox, "{subject}");
+    }
+}
+
+#[test]
+fn rule9_remote_strongbox_certification_is_the_organization() {
+    // A remotely provisioned attestation key says StrongBox in its O, as Google's RKP servers
+    // write it; the word elsewhere in the name does not count.
+    let pki = renamed(
+        TestPki::new(KeyKind::EcP256, true).unwrap(),
+        name_with_organization("a1b2c3", "StrongBox"),
+    );
+    assert_eq!(strongbox_level(&pki), SecurityLevel::StrongBox);
+    let pki = renamed(
+        TestPki::new(KeyKind::EcP256, true).unwrap(),
+        name_with_organization("StrongBox", "TEE"),
+    );
+    assert_eq!(strongbox_level(&pki), SecurityLevel::TrustedEnvironment);
+}
+
+#[test]
+fn rule9_the_attested_key_must_be_generated_in_hardware() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    for origin in [1, 2, 4] {
+        let mut imported = kd();
+        imported.set_hw(702, value::int(origin));
+        let d = assert_reason(&v, mint(&pki, &imported), ReasonCode::KeyNotGenerated);
+        assert!(d.contains("not GENERATED"), "{d}");
+    }
+    let mut missing = kd();
+    missing.remove_hw(702);
+    let d = assert_reason(&v, mint(&pki, &missing), ReasonCode::KeyNotGenerated);
+    assert!(d.contains("no hardware-enforced origin"), "{d}");
+    // Claimed only by Android (software-enforced), not by the hardware.
+    let mut software_only = kd();
+    software_only.remove_hw(702);
+    software_only.set_sw(702, value::int(0));
+    assert_reason(&v, mint(&pki, &software_only), ReasonCode::KeyNotGenerated);
+    assert_eq!(
+        ReasonCode::KeyNotGenerated.seed_class(),
+        Some(ReasonCode::InvalidTrustChain)
+    );
+}
+
+#[test]
+fn rule8_attest_key_records_meet_grapheneos_rules() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    let mut good = kd();
+    good.set_hw(1, value::int_set(&[7]));
+    // Purposes must be exactly {ATTEST_KEY}: a signing key that may also attest is refused.
+    let mut sign_too = good.clone();
+    sign_too.set_hw(1, value::int_set(&[2, 7]));
+    let d = assert_reason(
+        &v,
+        attest_key_chain(&pki, &sign_too),
+        ReasonCode::InvalidTrustChain,
+    );
+    assert!(d.contains("exactly {ATTEST_KEY}"), "{d}");
+    // Imported attest key: its holder could mint leaves off the device.
+    let mut imported = good.clone();
+    imported.set_hw(702, value::int(2));
+    let d = assert_reason(
+        &v,
+        attest_key_chain(&pki, &imported),
+        ReasonCode::KeyNotGenerated,
+    );
+    assert!(d.contains("certificate 1"), "{d}");
+    let mut no_origin = good.clone();
+    no_origin.remove_hw(702);
+    assert_reason(
+        &v,
+        attest_key_chain(&pki, &no_origin),
+        ReasonCode::KeyNotGenerated,
+    );
+    // allApplications, in either list.
+    for hardware in [true, false] {
+        let mut all_apps = good.clone();
+        if hardware {
+            all_apps.set_hw(600, value::null());
+        } else {
+            all_apps.set_sw(600, value::null());
+        }
+        let d = assert_reason(
+            &v,
+            attest_key_chain(&pki, &all_apps),
+            ReasonCode::InvalidTrustChain,
+        );
+        assert!(d.contains("all applications"), "{d}");
+    }
+}
+
+/// An RSA SubjectPublicKeyInfo with a made-up modulus of `bits` bits and exponent `e`: never
+/// used to sign, only to be refused before any arithmetic.
+fn fake_rsa_spki(bits: usize, e: &[u8]) -> Vec<u8> {
+    let mut modulus = vec![0xc5u8; bits / 8];
+    modulus[bits / 8 - 1] |= 1;
+    let key = write::sequence(&[
+        &write::unsigned_integer(&modulus),
+        &write::unsigned_integer(e),
+    ]);
+    write::sequence(&[
+        &write::sequence(&[
+            &write::oid(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]),
+            &write::null(),
+        ]),
+        &write::bit_string(&key),
+    ])
+}
+
+#[test]
+fn rule5_rsa_keys_beyond_real_chains_are_refused() {
+    let pki = factory();
+    let v = verifier_for(&pki);
+    for (bits, e, want) in [
+        (8192, &[0x01, 0x00, 0x01][..], "8192 bits"),
+        (4608, &[0x01, 0x00, 0x01][..], "4608 bits"),
+        (2048, &[0x03][..], "exponent Some(3)"),
+        (
+            2048,
+            &[0x01, 0x00, 0x00, 0x00, 0x01][..],
+            "exponent Some(4294967297)",
+        ),
+    ] {
+        let mut pki2 = renamed(factory(), pki.intermediate_name.clone());
+        pki2.intermediate_spec.spki = fake_rsa_spki(bits, e);
+        pki2.intermediate_cert = pki2.intermediate_spec.sign(&pki2.root_key).unwrap();
+        let mut chain = mint(&pki2, &kd());
+        chain[2] = pki2.root_cert.clone();
+        let d = assert_reason(&verifier_for(&pki2), chain, ReasonCode::InvalidTrustChain);
+        assert!(d.contains("certificate 0") && d.contains(want), "{d}");
+    }
+    assert_valid(&v, mint(&pki, &kd()));
+}
+
+#[test]
+fn rule6_unknown_critical_extensions_in_ca_certificates_are_refused() {
+    let mut pki = factory();
+    pki.intermediate_spec.extensions.push(ExtensionSpec {
+        oid: vec![0x55, 0x1d, 0x1e], // nameConstraints: not processed here
+        critical: true,
+        value: write::sequence(&[]),
+    });
+    pki.intermediate_cert = pki.intermediate_spec.sign(&pki.root_key).unwrap();
+    let d = assert_reason(
+        &verifier_for(&pki),
+        mint(&pki, &kd()),
+        ReasonCode::InvalidTrustChain,
+    );
+    assert!(d.contains("critical extension 2.5.29.30"), "{d}");
+    // The same extension, not critical, is ignored.
+    let mut pki = factory();
+    pki.intermediate_spec.extensions.push(ExtensionSpec {
+        oid: vec![0x55, 0x1d, 0x1e],
+        critical: false,
+        value: write::sequence(&[]),
+    });
+    pki.intermediate_cert = pki.intermediate_spec.sign(&pki.root_key).unwrap();
+    assert_valid(&verifier_for(&pki), mint(&pki, &kd()));
+}
+
+#[test]
+fn operator_roots_with_unverifiable_keys_are_refused_at_load() {
+    let forger = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let root = CertSpec {
+        serial: vec![7],
+        issuer: name("big root"),
+        subject: name("big root"),
+        not_before: attest_device::PKI_NOT_BEFORE,
+        not_after: attest_device::PKI_NOT_AFTER,
+        spki: fake_rsa_spki(8192, &[0x01, 0x00, 0x01]),
+        extensions: vec![],
+    }
+    .sign(&forger)
+    .unwrap();
+    let err = TrustAnchors::empty().add_certificate(root).unwrap_err();
+    assert!(err.to_string().contains("4096"), "{err}");
 }

@@ -434,7 +434,14 @@ impl Service {
             }
             Err(r) => {
                 tracing::info!(workflow = %workflow, reason = %r.reason, detail = %r.detail, "evidence rejected");
-                return self.conclude(&cx, None, vec![r.reason], None, None).await;
+                // A specific code stands beside its seed class, as policy reasons do.
+                let reasons = r
+                    .reason
+                    .seed_class()
+                    .into_iter()
+                    .chain([r.reason])
+                    .collect();
+                return self.conclude(&cx, None, reasons, None, None).await;
             }
         };
         let decision = trust.policy.evaluate(evidence.claims(), workflow);
