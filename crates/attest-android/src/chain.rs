@@ -301,6 +301,7 @@ impl LinkCache {
 pub struct Verifier {
     anchors: TrustAnchors,
     status_list: Option<StatusList>,
+    google_status_list: Option<StatusList>,
     limits: ChainLimits,
     cache: Option<LinkCache>,
 }
@@ -318,14 +319,22 @@ impl Verifier {
         Verifier {
             anchors,
             status_list: None,
+            google_status_list: None,
             limits: ChainLimits::default(),
             cache: None,
         }
     }
 
-    /// Checks every serial against `list`.
+    /// Checks every serial of every chain against `list`.
     pub fn with_status_list(mut self, list: StatusList) -> Verifier {
         self.status_list = Some(list);
+        self
+    }
+
+    /// Checks every serial of chains ending at Google's anchors against `list` (Google's
+    /// published list), besides any list given to [`Verifier::with_status_list`].
+    pub fn with_google_status_list(mut self, list: StatusList) -> Verifier {
+        self.google_status_list = Some(list);
         self
     }
 
@@ -505,7 +514,11 @@ impl Verifier {
         }
 
         // Rule 7: revocation of every serial.
-        if let Some(list) = &self.status_list {
+        let google_list = self
+            .google_status_list
+            .as_ref()
+            .filter(|_| anchor.is_google());
+        for list in self.status_list.iter().chain(google_list) {
             for (i, cert) in certs.iter().enumerate() {
                 if let Some(listing) = list.lookup(&cert.serial_hex()) {
                     return Err(Rejection::new(

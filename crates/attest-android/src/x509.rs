@@ -163,14 +163,32 @@ impl Certificate {
     pub fn serial(&self) -> &[u8] {
         self.slice(&self.serial)
     }
-    /// The serial as Google's status list keys it: lowercase hex without leading zeros.
+    /// The serial as Google's status list keys it: Java's `BigInteger.toString(16)`, lowercase
+    /// hex without leading zeros, and for a negative serial (RFC 5280 forbids them, devices emit
+    /// them) `-` followed by the hex of its magnitude.
     pub fn serial_hex(&self) -> String {
-        let hex = crate::hex(self.serial());
-        let trimmed = hex.trim_start_matches('0');
-        if trimmed.is_empty() {
-            "0".to_owned()
+        let bytes = self.serial();
+        let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+        let magnitude = if negative {
+            // Two's complement: invert and add one.
+            let mut m: Vec<u8> = bytes.iter().map(|b| !b).collect();
+            for b in m.iter_mut().rev() {
+                let (v, carry) = b.overflowing_add(1);
+                *b = v;
+                if !carry {
+                    break;
+                }
+            }
+            m
         } else {
-            trimmed.to_owned()
+            bytes.to_vec()
+        };
+        let hex = crate::hex(&magnitude);
+        let trimmed = hex.trim_start_matches('0');
+        match (trimmed.is_empty(), negative) {
+            (true, _) => "0".to_owned(),
+            (false, true) => format!("-{trimmed}"),
+            (false, false) => trimmed.to_owned(),
         }
     }
     /// The issuer Name, encoded as received.

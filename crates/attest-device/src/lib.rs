@@ -214,7 +214,8 @@ pub struct ExtensionSpec {
 /// Everything that goes into one certificate.
 #[derive(Clone, Debug)]
 pub struct CertSpec {
-    /// Serial number, unsigned big-endian.
+    /// Serial number: the INTEGER content octets (two's complement; a first byte of 0x80 or
+    /// more makes it negative).
     pub serial: Vec<u8>,
     /// Issuer Name (DER).
     pub issuer: Vec<u8>,
@@ -256,7 +257,8 @@ impl CertSpec {
     pub fn tbs(&self, signature_algorithm: &[u8]) -> Vec<u8> {
         let mut parts: Vec<Vec<u8>> = vec![
             write::explicit(0, &write::integer(2)),
-            write::unsigned_integer(&self.serial),
+            // As on the wire: devices do emit negative serials, and tests need them.
+            write::tlv(0x02, &self.serial),
             signature_algorithm.to_vec(),
             self.issuer.clone(),
             write::sequence(&[&time(self.not_before), &time(self.not_after)]),

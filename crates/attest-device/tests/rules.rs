@@ -550,6 +550,37 @@ fn rule6_revoked_and_suspended_serials() {
     assert_valid(&v, mint(&pki, &kd()));
 }
 
+#[test]
+fn rule7_negative_serials_match_as_javas_biginteger_writes_them() {
+    // Serial 0x8f123456 is negative in DER; Google's verifier keys it "-70edcbaa".
+    let pki = TestPki::with_serials(
+        KeyKind::EcP256,
+        false,
+        &[0x10, 0x01],
+        &[0x8f, 0x12, 0x34, 0x56],
+    )
+    .unwrap();
+    let v = verifier_for(&pki).with_status_list(status_list("-70edcbaa", "REVOKED"));
+    let d = assert_reason(&v, mint(&pki, &kd()), ReasonCode::Revoked);
+    assert!(d.contains("certificate 1"), "{d}");
+    // The unsigned reading of the same bytes is another serial.
+    let v = verifier_for(&pki).with_status_list(status_list("8f123456", "REVOKED"));
+    assert_valid(&v, mint(&pki, &kd()));
+}
+
+#[test]
+fn rule7_googles_list_applies_to_google_chains_only() {
+    // A list given for Google's anchors does not touch an operator chain...
+    let pki = factory();
+    let mut anchors = TrustAnchors::google();
+    anchors.add_certificate(pki.root_cert.clone()).unwrap();
+    let v = Verifier::new(anchors).with_google_status_list(status_list("2002", "REVOKED"));
+    assert_valid(&v, mint(&pki, &kd()));
+    // ...while the list for every chain does.
+    let v = verifier_for(&pki).with_status_list(status_list("2002", "REVOKED"));
+    assert_reason(&v, mint(&pki, &kd()), ReasonCode::Revoked);
+}
+
 // Rule 7: where KeyDescription records may be.
 
 #[test]
