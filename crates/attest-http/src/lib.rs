@@ -138,6 +138,9 @@ impl From<ServiceError> for ApiError {
                     "storage is unavailable; retry later",
                 )
             }
+            ServiceError::RevocationUnavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "revocation_unavailable", m)
+            }
             ServiceError::Internal(m) => {
                 tracing::error!(error = %m, "internal failure");
                 ApiError::new(
@@ -368,6 +371,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "policy_hash": trust.policy.hash(),
         "anchors": trust.anchor_names(),
         "status_list_entries": trust.status_list.as_ref().map(|l| l.len()),
+        "google_status_list": revocation_json(&state.service.revocation_report()),
         "test_only_trust": *state.test_trust,
     });
     let status = if db.is_ok() {
@@ -378,12 +382,24 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Google's status list as `/readyz` shows it. A stale list does not make the service unready:
+/// operator-anchored chains are still decided, and Google-anchored ones get a retryable 503.
+fn revocation_json(r: &attest_service::RevocationReport) -> Value {
+    json!({
+        "entries": r.entries,
+        "fetched_at": r.fetched_at.map(|t| t.to_rfc3339()),
+        "age_secs": r.age_secs,
+        "max_age_secs": r.max_age_secs,
+        "fresh": r.fresh,
+        "last_fetch": r.last_attempt.as_ref().map(|(at, result)| json!({"at": at.to_rfc3339(), "result": result})),
+    })
+}
+
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    let mut text = state.metrics.render();
+    let r = state.service.revocation_report();
+    metrics::render_revocation(&mut text, &r);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn openapi() -> Response {

@@ -114,6 +114,55 @@ impl Metrics {
     }
 }
 
+/// Google's status list as gauges: entries, age, freshness, and the last fetch's result.
+pub fn render_revocation(out: &mut String, r: &attest_service::RevocationReport) {
+    let _ = writeln!(
+        out,
+        "# HELP enigm_attest_google_status_list_entries Entries of Google's attestation status list in force (absent: none yet)."
+    );
+    let _ = writeln!(out, "# TYPE enigm_attest_google_status_list_entries gauge");
+    if let Some(n) = r.entries {
+        let _ = writeln!(out, "enigm_attest_google_status_list_entries {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP enigm_attest_google_status_list_age_seconds Seconds since Google's status list was last fetched or confirmed."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE enigm_attest_google_status_list_age_seconds gauge"
+    );
+    if let Some(a) = r.age_secs {
+        let _ = writeln!(out, "enigm_attest_google_status_list_age_seconds {a}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP enigm_attest_google_status_list_fresh 1 when chains at Google's anchors can be decided (list younger than the maximum age)."
+    );
+    let _ = writeln!(out, "# TYPE enigm_attest_google_status_list_fresh gauge");
+    let _ = writeln!(
+        out,
+        "enigm_attest_google_status_list_fresh {}",
+        u8::from(r.fresh)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP enigm_attest_google_status_list_last_fetch_ok 1 when the last fetch of Google's status list succeeded (200 or 304)."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE enigm_attest_google_status_list_last_fetch_ok gauge"
+    );
+    if let Some((_, result)) = &r.last_attempt {
+        let ok = result == "ok" || result == "not_modified";
+        let _ = writeln!(
+            out,
+            "enigm_attest_google_status_list_last_fetch_ok {}",
+            u8::from(ok)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

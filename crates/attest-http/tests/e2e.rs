@@ -969,3 +969,95 @@ async fn openapi_documents_every_route() {
         "no undocumented or stale paths"
     );
 }
+
+/// A real Google-rooted chain from the shared corpus (`ENIGM_VECTORS` or `../shared/...`);
+/// `None` (the test skips) without the corpus, except under `CI=true`.
+fn corpus_chain(file: &str) -> Option<Vec<Vec<u8>>> {
+    let dir = std::env::var_os("ENIGM_VECTORS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/vectors/android-key-attestation")
+        });
+    match std::fs::read_to_string(dir.join(file)) {
+        Ok(text) => Some(attest_android::pem::parse_certificates(&text).unwrap()),
+        Err(e) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "the corpus is required in CI: {e}"
+            );
+            eprintln!("skipped: no corpus at {}", dir.display());
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn google_chains_wait_for_a_fresh_status_list() {
+    // A factory chain at Google's RSA root (expiry ignored, so it verifies at any later time).
+    let Some(chain) = corpus_chain("android-keyattestation/blueline_sdk28_TEE_EC_NONE.pem") else {
+        return;
+    };
+    let device = SoftwareDevice::new().unwrap();
+    let s = &server(&[&device], "").await;
+    let attempt = |chain: Vec<Vec<u8>>| async move {
+        let (id, _) = s.challenge("enrollment", None, None).await;
+        s.post(
+            "/v1/attestations",
+            &json!({"challenge_id": id, "certificate_chain": chain_json(&chain)}),
+        )
+        .await
+    };
+    // Never fetched: not decided, retryable.
+    let r = attempt(chain.clone()).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "revocation_unavailable");
+    let ready = http(s.addr, "GET", "/readyz", None, None).await;
+    assert_eq!(
+        ready.body["google_status_list"]["fresh"], false,
+        "{}",
+        ready.text
+    );
+
+    // Fresh: decided (this captured chain answers another challenge, so it is a replay).
+    let list =
+        attest_android::StatusList::from_json(br#"{"entries": {"abcdef0123": {"status": "REVOKED"}}}"#)
+            .unwrap();
+    s.service.set_google_status_list(list, START);
+    let r = attempt(chain.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(reasons(&r), ["replay_attempt"]);
+    let ready = http(s.addr, "GET", "/readyz", None, None).await;
+    assert_eq!(ready.body["google_status_list"]["entries"], 1);
+    let metrics = http(s.addr, "GET", "/metrics", None, None).await;
+    assert!(
+        metrics
+            .text
+            .contains("enigm_attest_google_status_list_fresh 1"),
+        "{}",
+        metrics.text
+    );
+
+    // The list is Google's: a listed batch serial revokes the chain.
+    let batch = attest_android::Certificate::from_der(chain[1].clone()).unwrap();
+    let listed = format!(
+        r#"{{"entries": {{"{}": {{"status": "REVOKED"}}}}}}"#,
+        batch.serial_hex()
+    );
+    s.service.set_google_status_list(
+        attest_android::StatusList::from_json(listed.as_bytes()).unwrap(),
+        START,
+    );
+    let r = attempt(chain.clone()).await;
+    assert_eq!(reasons(&r), ["revoked"], "{}", r.text);
+
+    // A day and a second later without a fetch: too old, refused again; operator-anchored
+    // devices are unaffected.
+    s.clock.advance(86_401);
+    let r = attempt(chain).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    s.enroll(&device).await;
+    // Confirmed unchanged (HTTP 304): fresh again.
+    s.service.confirm_google_status_list(s.clock.now());
+    assert!(s.service.revocation_report().fresh);
+}

@@ -11,7 +11,8 @@
 use std::sync::{Arc, RwLock};
 
 use attest_android::{
-    Claims, Rejection, SecurityLevel, StatusList, TrustAnchors, VerifiedEvidence, Verifier,
+    AnchorId, Claims, Rejection, SecurityLevel, StatusList, TrustAnchors, VerifiedEvidence,
+    Verifier,
 };
 use attest_core::{Clock, ReasonCode, UnixTime, Workflow};
 use attest_policy::{Decision, Policy};
@@ -45,6 +46,9 @@ pub struct ServiceConfig {
     pub outcome_retention_secs: i64,
     /// `iss` of results and tokens.
     pub issuer: String,
+    /// How old Google's status list may be before chains ending at Google's anchors are refused
+    /// with `revocation_unavailable` (a list never fetched counts as too old).
+    pub google_status_max_age_secs: i64,
 }
 
 impl Default for ServiceConfig {
@@ -55,6 +59,7 @@ impl Default for ServiceConfig {
             result_ttl_secs: 300,
             outcome_retention_secs: 30 * 86_400,
             issuer: "enigm-attest".to_owned(),
+            google_status_max_age_secs: 86_400,
         }
     }
 }
@@ -66,17 +71,30 @@ pub struct Trust {
     pub policy: Policy,
     /// The anchors in force.
     pub anchors: TrustAnchors,
-    /// The revocation list in force.
+    /// The revocation list for every chain (operator-supplied), when one is configured.
     pub status_list: Option<StatusList>,
+    /// Checks Google's status list (held by the service, which survives reloads) too.
     verifier: Verifier,
 }
 
 impl Trust {
-    /// Bundles a policy, anchors and an optional status list.
+    /// Bundles a policy, anchors and an optional status list for every chain.
     pub fn new(policy: Policy, anchors: TrustAnchors, status_list: Option<StatusList>) -> Trust {
+        Trust::build(policy, anchors, status_list, None)
+    }
+
+    fn build(
+        policy: Policy,
+        anchors: TrustAnchors,
+        status_list: Option<StatusList>,
+        google_status_list: Option<Arc<StatusList>>,
+    ) -> Trust {
         let mut verifier = Verifier::new(anchors.clone()).with_link_cache(16_384);
         if let Some(list) = &status_list {
             verifier = verifier.with_status_list(list.clone());
+        }
+        if let Some(list) = &google_status_list {
+            verifier = verifier.with_google_status_list(StatusList::clone(list));
         }
         Trust {
             policy,
@@ -86,10 +104,40 @@ impl Trust {
         }
     }
 
+    /// The same trust with Google's list replaced.
+    fn with_google_status_list(self, list: Option<Arc<StatusList>>) -> Trust {
+        Trust::build(self.policy, self.anchors, self.status_list, list)
+    }
+
     /// Anchor names, for logs and readiness.
     pub fn anchor_names(&self) -> Vec<String> {
         self.anchors.iter().map(|a| a.id().name()).collect()
     }
+}
+
+/// What is known of Google's status list: for `/readyz`, metrics and the freshness rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevocationReport {
+    /// Entries of the list in force (`None`: no list yet).
+    pub entries: Option<usize>,
+    /// When the list in force was last fetched or confirmed unchanged.
+    pub fetched_at: Option<UnixTime>,
+    /// Seconds since then, at the time of the report.
+    pub age_secs: Option<i64>,
+    /// Whether chains at Google's anchors are accepted now (the list is younger than the maximum
+    /// age).
+    pub fresh: bool,
+    /// The maximum age in force.
+    pub max_age_secs: i64,
+    /// When the last fetch was tried, and what came of it (`ok`, `not_modified`, or the error).
+    pub last_attempt: Option<(UnixTime, String)>,
+}
+
+#[derive(Debug, Default)]
+struct GoogleStatus {
+    list: Option<Arc<StatusList>>,
+    fetched_at: Option<UnixTime>,
+    last_attempt: Option<(UnixTime, String)>,
 }
 
 /// Reloads the trust configuration from wherever it came from (the policy file).
@@ -118,6 +166,10 @@ pub enum ServiceError {
     /// Something else failed inside the service.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The chain ends at Google's anchors and Google's status list is missing or older than
+    /// the maximum age: revocation cannot be checked, so nothing is decided (retry later).
+    #[error("revocation unavailable: {0}")]
+    RevocationUnavailable(String),
 }
 
 fn refused(code: ReasonCode, message: impl Into<String>) -> ServiceError {
@@ -183,6 +235,7 @@ pub struct AttestationResponse {
 pub struct Service {
     store: Store,
     trust: RwLock<Arc<Trust>>,
+    google_status: RwLock<GoogleStatus>,
     loader: Option<TrustLoader>,
     signer: Signer,
     handle_key: hmac::Key,
@@ -270,6 +323,7 @@ impl Service {
         Service {
             store,
             trust: RwLock::new(Arc::new(trust)),
+            google_status: RwLock::new(GoogleStatus::default()),
             loader: None,
             signer,
             handle_key: hmac::Key::new(hmac::HMAC_SHA256, handle_secret),
@@ -422,6 +476,29 @@ impl Service {
             trust
                 .verifier
                 .appraise_der(req.certificate_chain, now, Some(&challenge.nonce));
+        // Revocation fails closed: a chain at Google's anchors is not decided without a fresh
+        // list of Google's (docs/decisions/0015-revocation-list-freshness.md).
+        if appraisal
+            .chain
+            .anchor
+            .as_ref()
+            .is_some_and(AnchorId::is_google)
+        {
+            let report = self.revocation_report();
+            if !report.fresh {
+                tracing::warn!(workflow = %workflow, age_secs = ?report.age_secs, "Google status list unavailable or too old; chain not decided");
+                return Err(ServiceError::RevocationUnavailable(match report.age_secs {
+                    Some(age) => format!(
+                        "Google's attestation status list is {age} s old (the limit is {} s); retry later",
+                        report.max_age_secs
+                    ),
+                    None => {
+                        "Google's attestation status list has not been fetched yet; retry later"
+                            .to_owned()
+                    }
+                }));
+            }
+        }
         let evidence = match appraisal.outcome {
             Ok(ev) => ev,
             Err(Rejection {
@@ -704,8 +781,79 @@ impl Service {
         })?;
         let trust = loader().map_err(ServiceError::InvalidRequest)?;
         let hash = trust.policy.hash().to_owned();
-        self.set_trust(trust);
+        self.set_trust(trust.with_google_status_list(self.google_list()));
         Ok(hash)
+    }
+
+    fn google_list(&self) -> Option<Arc<StatusList>> {
+        self.google_status
+            .read()
+            .map(|g| g.list.clone())
+            .unwrap_or_else(|p| p.into_inner().list.clone())
+    }
+
+    fn update_google_status(&self, f: impl FnOnce(&mut GoogleStatus)) {
+        match self.google_status.write() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// Puts a freshly fetched (or loaded from the data directory) Google status list in force;
+    /// `fetched_at` is when it was fetched, which its age counts from.
+    pub fn set_google_status_list(&self, list: StatusList, fetched_at: UnixTime) {
+        let list = Arc::new(list);
+        self.update_google_status(|g| {
+            g.list = Some(Arc::clone(&list));
+            g.fetched_at = Some(fetched_at);
+        });
+        let current = self.trust();
+        self.set_trust(Trust::build(
+            current.policy.clone(),
+            current.anchors.clone(),
+            current.status_list.clone(),
+            Some(list),
+        ));
+    }
+
+    /// Google's server said the list in force is unchanged (HTTP 304) at `at`: it is fresh again.
+    pub fn confirm_google_status_list(&self, at: UnixTime) {
+        self.update_google_status(|g| {
+            if g.list.is_some() {
+                g.fetched_at = Some(at);
+            }
+        });
+    }
+
+    /// Records the outcome of a fetch attempt (for `/readyz` and metrics).
+    pub fn note_google_status_fetch(&self, at: UnixTime, result: impl Into<String>) {
+        let result = result.into();
+        self.update_google_status(|g| g.last_attempt = Some((at, result)));
+    }
+
+    /// The state of Google's status list now.
+    pub fn revocation_report(&self) -> RevocationReport {
+        let now = self.clock.now();
+        let max_age_secs = self.config.google_status_max_age_secs;
+        let read = |g: &GoogleStatus| {
+            let age_secs = g
+                .fetched_at
+                .map(|t| now.as_secs().saturating_sub(t.as_secs()));
+            RevocationReport {
+                entries: g.list.as_ref().map(|l| l.len()),
+                fetched_at: g.fetched_at,
+                age_secs,
+                // A fetch time in the future (a clock step back) is not trusted as fresh.
+                fresh: g.list.is_some()
+                    && age_secs.is_some_and(|a| (0..=max_age_secs).contains(&a)),
+                max_age_secs,
+                last_attempt: g.last_attempt.clone(),
+            }
+        };
+        match self.google_status.read() {
+            Ok(g) => read(&g),
+            Err(p) => read(&p.into_inner()),
+        }
     }
 
     /// Replaces the status list (Google's JSON format). On failure nothing changes.
@@ -714,10 +862,11 @@ impl Service {
             StatusList::from_json(json).map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
         let n = list.len();
         let current = self.trust();
-        self.set_trust(Trust::new(
+        self.set_trust(Trust::build(
             current.policy.clone(),
             current.anchors.clone(),
             Some(list),
+            self.google_list(),
         ));
         Ok(n)
     }

@@ -60,6 +60,9 @@ struct FileConfig {
     signing_key: Option<PathBuf>,
     test_trust_roots: Option<Vec<PathBuf>>,
     test_trust_simulator: Option<bool>,
+    revocation_source: Option<String>,
+    revocation_refresh_secs: Option<i64>,
+    revocation_max_age_secs: Option<i64>,
 }
 
 /// The validated configuration.
@@ -73,6 +76,8 @@ pub struct Config {
     pub signing_key: Option<PathBuf>,
     pub test_trust_roots: Vec<PathBuf>,
     pub test_trust_simulator: bool,
+    pub revocation_source: crate::revocation::Source,
+    pub revocation_refresh_secs: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -90,6 +95,8 @@ impl std::fmt::Debug for Config {
             .field("signing_key", &self.signing_key)
             .field("test_trust_roots", &self.test_trust_roots)
             .field("test_trust_simulator", &self.test_trust_simulator)
+            .field("revocation_source", &self.revocation_source)
+            .field("revocation_refresh_secs", &self.revocation_refresh_secs)
             .finish()
     }
 }
@@ -195,6 +202,28 @@ impl Config {
             .iter()
             .map(|h| digest_hex("admin_token_sha256", h))
             .collect::<Result<Vec<_>, _>>()?;
+        let revocation_source = crate::revocation::Source::parse(
+            &env("REVOCATION_SOURCE")
+                .or(file.revocation_source)
+                .unwrap_or_else(|| crate::revocation::GOOGLE_STATUS_URL.to_owned()),
+        )
+        .map_err(CliError)?;
+        let refresh = env_i64("REVOCATION_REFRESH_SECS")?
+            .or(file.revocation_refresh_secs)
+            .unwrap_or(crate::revocation::DEFAULT_REFRESH_SECS as i64);
+        let max_age = env_i64("REVOCATION_MAX_AGE_SECS")?
+            .or(file.revocation_max_age_secs)
+            .unwrap_or(defaults.google_status_max_age_secs);
+        if !(60..=86_400).contains(&refresh) {
+            return Err(CliError(format!(
+                "revocation_refresh_secs {refresh} must be 60..=86400"
+            )));
+        }
+        if !(refresh..=30 * 86_400).contains(&max_age) {
+            return Err(CliError(format!(
+                "revocation_max_age_secs {max_age} must be at least revocation_refresh_secs ({refresh}) and at most 30 days"
+            )));
+        }
         let mut test_trust_roots = file.test_trust_roots.unwrap_or_default();
         test_trust_roots.extend(args.test_trust_roots.iter().cloned());
         Ok(Config {
@@ -207,6 +236,7 @@ impl Config {
                 result_ttl_secs: result_ttl,
                 outcome_retention_secs: retention_days * 86_400,
                 issuer: "enigm-attest".to_owned(),
+                google_status_max_age_secs: max_age,
             },
             database_url: env("DATABASE_URL").or(file.database_url),
             admin_token_hashes,
@@ -214,6 +244,8 @@ impl Config {
             test_trust_roots,
             test_trust_simulator: args.test_trust_simulator
                 || file.test_trust_simulator.unwrap_or(false),
+            revocation_source,
+            revocation_refresh_secs: refresh.unsigned_abs(),
         })
     }
 }
@@ -392,6 +424,29 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         test_trust,
     );
     let app = attest_http::router(state);
+
+    // Google's status list: the copy kept in the data directory first (a restart works
+    // offline), then fetched on a schedule.
+    let clock: Arc<dyn attest_core::Clock> = Arc::new(SystemClock);
+    let mut fetcher = crate::revocation::Fetcher::new(
+        cfg.revocation_source.clone(),
+        std::time::Duration::from_secs(cfg.revocation_refresh_secs),
+        std::time::Duration::from_secs(30),
+        &cfg.data_dir,
+        Arc::clone(&service) as Arc<dyn crate::revocation::StatusSink>,
+        clock,
+    )
+    .map_err(CliError)?;
+    match fetcher.load_cached() {
+        Some(n) => tracing::info!(
+            entries = n,
+            "Google status list loaded from the data directory"
+        ),
+        None => {
+            tracing::info!(source = ?cfg.revocation_source, "no Google status list kept yet: chains at Google's anchors get revocation_unavailable until the first fetch")
+        }
+    }
+    tokio::spawn(fetcher.run());
 
     // Retention: purge old outcomes and expired challenges hourly.
     let purger = Arc::clone(&service);
