@@ -154,6 +154,17 @@ impl TrustAnchors {
         if let Some(existing) = self.anchors.iter().find(|a| a.spki == cert.spki()) {
             return Ok(existing.id.clone());
         }
+        // One of Google's keys given as a file stays Google's anchor: Google's shapes and
+        // Google's status list apply to it, however it was configured.
+        if let Some(google) = TrustAnchors::google()
+            .anchors
+            .into_iter()
+            .find(|a| a.spki == cert.spki())
+        {
+            let id = google.id.clone();
+            self.anchors.push(google);
+            return Ok(id);
+        }
         let id = AnchorId::Configured(fp);
         self.anchors.push(TrustAnchor {
             id: id.clone(),

@@ -597,6 +597,16 @@ impl Verifier {
                 ),
             ));
         }
+        if kd.attestation_security_level != kd.keymint_security_level {
+            return Err(Rejection::new(
+                ReasonCode::InvalidTrustChain,
+                format!(
+                    "attestation security level {} differs from KeyMint security level {}; KeyMint requires them equal",
+                    kd.attestation_security_level.as_str(),
+                    kd.keymint_security_level.as_str()
+                ),
+            ));
+        }
         generated_in_hardware(&kd).map_err(|why| {
             Rejection::new(
                 ReasonCode::KeyNotGenerated,
@@ -788,10 +798,12 @@ fn chain_shape(below: &[Certificate], anchor: &AnchorId) -> Result<Shape, Reject
                 "the certificate below Google's root is neither a factory intermediate (serialNumber) nor Droid CA2",
             ));
         }
-    } else if remote_marker {
-        Provisioning::Remote
-    } else {
+    } else if top.subject_attribute(oid::SERIAL_NUMBER).is_some() && !remote_marker {
+        // Google's rule for factory chains: the certificate below the root names a serialNumber.
         Provisioning::Factory
+    } else {
+        // Not positively factory: expiry is enforced (decision 0003).
+        Provisioning::Remote
     };
     let want = match (anchor.is_google(), provisioning) {
         (false, _) => OPERATOR_CAS,
@@ -846,10 +858,10 @@ fn says_strongbox(value: &[u8]) -> bool {
 /// provisioned chain the attestation key certificate's `O` (`StrongBox` or `TEE`); for a
 /// factory chain `StrongBox` anywhere in the subject of the batch certificate or of the
 /// intermediate above it (the shape is fixed, so neither position can be an inserted
-/// certificate). Under an operator root the same holds for remotely provisioned chains (the
-/// provisioning-info certificate is unique and sits directly above the records); in its factory
-/// chains, which may have one CA certificate more or less, only the certificate the root signed
-/// directly counts. Letter case does not matter. A StrongBox
+/// certificate). Under an operator root, whose chains may have one CA certificate more or less,
+/// only the certificate the root signed directly counts, whatever the provisioning: a holder of
+/// a leaked attestation key can sign a certificate of its own saying `O=StrongBox` with a
+/// provisioning-info extension, but cannot get the root to sign one. Letter case does not matter. A StrongBox
 /// claim under a chain that does not say so is capped at TEE, so a leaked TEE key cannot mint
 /// StrongBox evidence (docs/decisions/0005-security-levels.md).
 fn certified_level(ca: &[Certificate], shape: &Shape) -> SecurityLevel {
@@ -859,12 +871,12 @@ fn certified_level(ca: &[Certificate], shape: &Shape) -> SecurityLevel {
             .any(|(_, v)| says_strongbox(v))
     };
     let strongbox = match (shape.google, shape.provisioning) {
-        (_, Provisioning::Remote) => ca.first().is_some_and(|c| {
+        (false, _) => ca.last().is_some_and(says),
+        (true, Provisioning::Remote) => ca.first().is_some_and(|c| {
             c.subject_attribute(oid::ORGANIZATION)
                 .is_some_and(|o| o.eq_ignore_ascii_case(b"strongbox"))
         }),
         (true, _) => ca.iter().take(2).any(says),
-        (false, _) => ca.last().is_some_and(says),
     };
     if strongbox {
         SecurityLevel::StrongBox
@@ -914,6 +926,9 @@ fn check_attest_key_record(
         || record.keymint_security_level != leaf.keymint_security_level
     {
         return invalid("its security levels differ from the leaf's");
+    }
+    if record.hardware_enforced.root_of_trust().is_none() {
+        return invalid("it has no hardware-enforced root of trust");
     }
     if record.hardware_enforced.root_of_trust() != leaf.hardware_enforced.root_of_trust() {
         return invalid("its root of trust differs from the leaf's");

@@ -249,3 +249,34 @@ fn status_list_keys_are_hex_serials_without_leading_zeros() {
         r.detail
     );
 }
+
+#[test]
+fn googles_root_given_as_a_file_stays_googles_anchor() {
+    // Found by review: a policy that turns the built-in roots off and lists Google's root file
+    // must not turn Google's chains into operator chains (which skip Google's status list).
+    let Some(dir) = corpus_dir() else { return };
+    let ders = chain(
+        &dir,
+        "android-keyattestation/blueline_sdk28_TEE_EC_NONE.pem",
+    );
+    let root = chain(
+        &dir,
+        "roots/google_root_rsa4096_2016_serial_e8fa196314d2fa18.pem",
+    );
+    let mut anchors = TrustAnchors::empty();
+    let id = anchors.add_certificate(root[0].clone()).unwrap();
+    assert_eq!(id.name(), "google-rsa4096");
+    let batch = attest_android::Certificate::from_der(ders[1].clone()).unwrap();
+    let list = StatusList::from_json(
+        format!(
+            r#"{{"entries": {{"{}": {{"status": "REVOKED"}}}}}}"#,
+            batch.serial_hex()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let a = Verifier::new(anchors)
+        .with_google_status_list(list)
+        .appraise_der(ders, at("2018-09-29T00:00:00Z"), None);
+    assert_eq!(a.outcome.unwrap_err().reason, ReasonCode::Revoked);
+}

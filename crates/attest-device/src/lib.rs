@@ -191,6 +191,19 @@ fn ec_spki(curve: &[u8], point: &[u8]) -> Vec<u8> {
     ])
 }
 
+/// A Name with a serialNumber (PrintableString) and a commonName (UTF8String).
+pub fn name_with_serial_number(common_name: &str, serial_number: &str) -> Vec<u8> {
+    let serial = write::sequence(&[
+        &write::oid(&[0x55, 0x04, 0x05]),
+        &write::tlv(0x13, serial_number.as_bytes()),
+    ]);
+    let cn = write::sequence(&[
+        &write::oid(oid::COMMON_NAME),
+        &write::tlv(0x0c, common_name.as_bytes()),
+    ]);
+    write::sequence(&[&write::set(&[&serial]), &write::set(&[&cn])])
+}
+
 /// A Name with one commonName (UTF8String).
 pub fn name(common_name: &str) -> Vec<u8> {
     let atv = write::sequence(&[
@@ -462,7 +475,13 @@ impl TestPki {
         i: &Intermediate<'_>,
     ) -> Result<TestPki, DeviceError> {
         let intermediate_key = SigningKey::generate(i.kind)?;
-        let intermediate_name = name(i.common_name);
+        // Factory attestation keys are named as Google's factory intermediates are: with a
+        // serialNumber attribute, which is what marks a chain as factory-provisioned.
+        let intermediate_name = if i.remote {
+            name(i.common_name)
+        } else {
+            name_with_serial_number(i.common_name, &attest_android::hex(i.serial))
+        };
         let mut extensions = ca_extensions();
         if i.remote {
             extensions.push(ExtensionSpec {

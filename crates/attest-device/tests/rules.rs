@@ -1126,9 +1126,10 @@ fn rule9_strongbox_certification_is_read_in_any_letter_case() {
 }
 
 #[test]
-fn rule9_remote_strongbox_certification_is_the_organization() {
-    // A remotely provisioned attestation key says StrongBox in its O, as Google's RKP servers
-    // write it; the word elsewhere in the name does not count.
+fn rule9_remote_operator_chains_read_strongbox_from_the_root_signed_certificate() {
+    // Under an operator root the certificate the root signed says StrongBox (as Google's RKP
+    // servers write it, in O) or not; Google's own RKP rule (O of the attestation key
+    // certificate) is checked on real chains by the corpus test.
     let pki = renamed(
         TestPki::new(KeyKind::EcP256, true).unwrap(),
         name_with_organization("a1b2c3", "StrongBox"),
@@ -1136,7 +1137,7 @@ fn rule9_remote_strongbox_certification_is_the_organization() {
     assert_eq!(strongbox_level(&pki), SecurityLevel::StrongBox);
     let pki = renamed(
         TestPki::new(KeyKind::EcP256, true).unwrap(),
-        name_with_organization("StrongBox", "TEE"),
+        name_with_organization("a1b2c3", "TEE"),
     );
     assert_eq!(strongbox_level(&pki), SecurityLevel::TrustedEnvironment);
 }
@@ -1299,4 +1300,90 @@ fn operator_roots_with_unverifiable_keys_are_refused_at_load() {
     .unwrap();
     let err = TrustAnchors::empty().add_certificate(root).unwrap_err();
     assert!(err.to_string().contains("4096"), "{err}");
+}
+
+#[test]
+fn rule9_a_self_made_rkp_style_certificate_under_a_leaked_operator_key_does_not_lift_the_level() {
+    // Found by review: leaf <- X (made by the holder of a leaked TEE attestation key: O=StrongBox
+    // and a provisioning-info extension) <- the real attestation key certificate <- root.
+    let pki = factory();
+    let mut spec = kd();
+    spec.attestation_security_level = STRONGBOX;
+    spec.keymint_security_level = STRONGBOX;
+    let x_key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let x_name = name_with_organization("a1b2c3", "StrongBox");
+    let x = CertSpec {
+        serial: vec![0x44],
+        issuer: pki.intermediate_name.clone(),
+        subject: x_name.clone(),
+        not_before: attest_device::PKI_NOT_BEFORE,
+        not_after: attest_device::PKI_NOT_AFTER,
+        spki: x_key.spki().to_vec(),
+        extensions: vec![ExtensionSpec {
+            oid: oids::PROVISIONING_INFO.to_vec(),
+            critical: false,
+            value: attest_device::PROVISIONING_INFO_VALUE.to_vec(),
+        }],
+    }
+    .sign(&pki.intermediate_key)
+    .unwrap();
+    let leaf_key = SigningKey::generate(KeyKind::EcP256).unwrap();
+    let mut leaf = pki.leaf_spec(leaf_key.spki(), &spec.encode());
+    leaf.issuer = x_name;
+    let chain = vec![
+        leaf.sign(&x_key).unwrap(),
+        x,
+        pki.intermediate_cert.clone(),
+        pki.root_cert.clone(),
+    ];
+    let ev = verifier_for(&pki)
+        .appraise_der(chain, AT, Some(CHALLENGE))
+        .outcome
+        .unwrap();
+    assert_eq!(
+        ev.claims().security_level,
+        SecurityLevel::TrustedEnvironment
+    );
+}
+
+#[test]
+fn rule9_security_levels_must_be_equal() {
+    let pki = factory();
+    let mut spec = kd();
+    spec.attestation_security_level = STRONGBOX;
+    let d = assert_reason(
+        &verifier_for(&pki),
+        mint(&pki, &spec),
+        ReasonCode::InvalidTrustChain,
+    );
+    assert!(d.contains("differs from KeyMint security level"), "{d}");
+}
+
+#[test]
+fn rule8_attest_key_records_need_a_root_of_trust() {
+    let pki = factory();
+    let mut record = kd();
+    record.set_hw(1, value::int_set(&[7]));
+    record.remove_hw(704);
+    let d = assert_reason(
+        &verifier_for(&pki),
+        attest_key_chain(&pki, &record),
+        ReasonCode::InvalidTrustChain,
+    );
+    assert!(d.contains("no hardware-enforced root of trust"), "{d}");
+}
+
+#[test]
+fn rule6_operator_chains_that_are_not_positively_factory_expire() {
+    // Without a serialNumber in the attestation key's subject (Google's factory marker), an
+    // operator chain's expiry is enforced, as for RKP.
+    let mut pki = renamed(factory(), name("no serial number here"));
+    pki.intermediate_spec.not_after = UnixTime::from_secs(1_700_000_000);
+    pki.intermediate_cert = pki.intermediate_spec.sign(&pki.root_key).unwrap();
+    let d = assert_reason(
+        &verifier_for(&pki),
+        mint(&pki, &kd()),
+        ReasonCode::InvalidTrustChain,
+    );
+    assert!(d.contains("expired"), "{d}");
 }

@@ -1020,9 +1020,10 @@ async fn google_chains_wait_for_a_fresh_status_list() {
     );
 
     // Fresh: decided (this captured chain answers another challenge, so it is a replay).
-    let list =
-        attest_android::StatusList::from_json(br#"{"entries": {"abcdef0123": {"status": "REVOKED"}}}"#)
-            .unwrap();
+    let list = attest_android::StatusList::from_json(
+        br#"{"entries": {"abcdef0123": {"status": "REVOKED"}}}"#,
+    )
+    .unwrap();
     s.service.set_google_status_list(list, START);
     let r = attempt(chain.clone()).await;
     assert_eq!(r.status, 200, "{}", r.text);

@@ -176,8 +176,8 @@ impl Fetcher {
     pub async fn fetch_once(&mut self) -> (Outcome, Duration) {
         let now = self.clock.now();
         let (outcome, max_age) = match self.source.clone() {
-            Source::File(path) => (self.from_file(&path), None),
-            Source::Url(url) => self.from_url(&url, now).await,
+            Source::File(path) => (self.read_file(&path), None),
+            Source::Url(url) => self.get_url(&url, now).await,
         };
         let result = match &outcome {
             Outcome::Updated(_) => "ok".to_owned(),
@@ -214,7 +214,7 @@ impl Fetcher {
         }
     }
 
-    fn from_file(&mut self, path: &Path) -> Outcome {
+    fn read_file(&mut self, path: &Path) -> Outcome {
         let modified = std::fs::metadata(path).and_then(|m| m.modified());
         let bytes = match (modified, std::fs::read(path)) {
             (Ok(m), Ok(b)) => (m, b),
@@ -229,7 +229,7 @@ impl Fetcher {
         self.accept(&bytes.1, UnixTime::from_secs(at), None, None)
     }
 
-    async fn from_url(&mut self, url: &str, now: UnixTime) -> (Outcome, Option<u64>) {
+    async fn get_url(&mut self, url: &str, now: UnixTime) -> (Outcome, Option<u64>) {
         let mut req = self.client.get(url);
         if let Some(etag) = &self.meta.etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, etag);

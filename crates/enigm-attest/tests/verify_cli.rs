@@ -228,7 +228,7 @@ fn usage_and_io_errors_exit_2() {
     let bad_list = write(
         &tmp,
         "status.json",
-        br#"{"entries": {"01": {"status": "MAYBE"}}}"#,
+        br#"{"entries": {"01": {"reason": "no status"}}}"#,
     );
     for args in [
         vec!["verify"],
