@@ -17,7 +17,9 @@ pub struct VerifyArgs {
     #[arg(long = "chain", value_name = "FILE", required = true)]
     chains: Vec<PathBuf>,
     /// Verification time: an RFC 3339 instant, or `creation` for the attested
-    /// creationDateTime. Default: now.
+    /// creationDateTime. Default: now. `creation` is for studying captured chains only: that
+    /// time is written by the device (anyone can set it), and the service never uses it; a chain
+    /// without a usable one gets an error line of its own and the batch goes on.
     #[arg(long, value_name = "RFC3339|creation")]
     at: Option<String>,
     /// Expected attestation challenge, hex. A mismatch is `replay_attempt`.
@@ -103,11 +105,23 @@ pub fn run(args: &VerifyArgs) -> Result<bool, CliError> {
                 Ok(chain) => {
                     let instant = match at {
                         At::Instant(t) => t,
-                        At::Creation => creation_time(&verifier, &chain).ok_or_else(|| {
-                            CliError(format!(
-                                "{name}: no usable creationDateTime; pass --at RFC3339"
-                            ))
-                        })?,
+                        At::Creation => match creation_time(&verifier, &chain) {
+                            Some(t) => t,
+                            None => {
+                                // One chain without a usable time does not stop a batch.
+                                let why = "no usable creationDateTime; pass --at RFC3339";
+                                all_ok = false;
+                                if args.json {
+                                    println!(
+                                        "{}",
+                                        serde_json::json!({"verdict": "error", "reason": null, "detail": why, "file": name})
+                                    );
+                                } else {
+                                    println!("{name}: error: {why}");
+                                }
+                                continue;
+                            }
+                        },
                     };
                     verifier.appraise(&chain, instant, challenge.as_deref())
                 }

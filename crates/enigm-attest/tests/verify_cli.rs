@@ -306,10 +306,31 @@ fn real_chain_at_creation_time_never_prints_unique_ids() {
         "2024-09-26T22:31:25Z"
     );
 
-    // A chain with a garbage creation time cannot be verified "at creation".
-    let file = dir.join("asitplus-signum/samsung-sm-a107m__GHLNOA9TDP1CB5MLQG78IOWEC7.pem");
-    let out = run(&["verify", "--chain", s(&file), "--at", "creation"]);
-    assert_eq!(out.status.code(), Some(2));
+    // A chain with a garbage creation time cannot be verified "at creation": it gets its own
+    // line and the rest of the batch is still verified.
+    let garbage = dir.join("asitplus-signum/samsung-sm-a107m__GHLNOA9TDP1CB5MLQG78IOWEC7.pem");
+    let good = dir.join("android-keyattestation/akita_sdk34_TEE_EC_NONE.pem");
+    let out = run(&[
+        "verify",
+        "--chain",
+        s(&garbage),
+        "--chain",
+        s(&good),
+        "--at",
+        "creation",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let l = lines(&out);
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[0]["verdict"], "error");
+    assert!(
+        l[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("creationDateTime")
+    );
+    assert_eq!(l[1]["verdict"], "valid", "{}", l[1]);
 }
 
 #[test]
