@@ -7,8 +7,14 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(kd) = KeyDescription::parse(data, 0, &KeyDescriptionLimits::default()) {
-        let tags = kd.hardware_enforced.tags();
-        assert!(tags.windows(2).all(|w| w[0] < w[1]), "accepted tags are strictly ascending");
+        // Any order is accepted, but each tag stands once (equal repeats collapse, others fail).
+        for list in [&kd.hardware_enforced, &kd.software_enforced] {
+            let mut tags = list.tags();
+            let n = tags.len();
+            tags.sort_unstable();
+            tags.dedup();
+            assert_eq!(tags.len(), n, "accepted tags are unique");
+        }
         let _ = kd.creation_date_time();
     }
 });
