@@ -8,7 +8,8 @@
 //! 3. the chain ends at a pinned anchor, with or without the root certificate itself
 //!    (`invalid_trust_chain`); anchors are checked before any other signature so that a chain to
 //!    an unknown root costs at most one signature check;
-//! 4. the chain has a shape real devices emit: the leaf, at most two ATTEST_KEY records, then
+//! 4. the chain has a shape real devices emit: the leaf, at most two ATTEST_KEY records (one
+//!    under an operator root), then
 //!    exactly the CA certificates of a factory or remotely provisioned chain, nothing repeated
 //!    (`invalid_trust_chain`), see docs/decisions/0012-chain-shapes.md; the anchor's certificate
 //!    is therefore never the leaf;
@@ -703,9 +704,14 @@ impl Verifier {
     }
 }
 
-/// Most ATTEST_KEY records between the leaf and the CA certificates: the corpus has chains with
-/// one (GrapheneOS Auditor) and with two (Google's `cert_chain_with_attest_keys`).
+/// Most ATTEST_KEY records between the leaf and the CA certificates under Google's anchors: the
+/// corpus has chains with one (GrapheneOS Auditor) and with two (Google's
+/// `cert_chain_with_attest_keys`).
 pub const MAX_ATTEST_KEY_RECORDS: usize = 2;
+/// Under an operator root, whose chains may carry one CA certificate more, one record (the
+/// GrapheneOS layout): this keeps the costliest accepted chain within 3x of a real one
+/// (decision 0014, BENCHMARKS.md).
+pub const MAX_OPERATOR_ATTEST_KEY_RECORDS: usize = 1;
 
 /// How many CA certificates lie between the attested records and each kind of anchor.
 const GOOGLE_FACTORY_CAS: RangeInclusive<usize> = 2..=2; // batch key, intermediate (serialNumber)
@@ -747,7 +753,7 @@ fn looks_remote(certs: &[Certificate]) -> bool {
 /// below the anchor, leaf first:
 ///
 /// - the leaf, with a KeyDescription, then at most [`MAX_ATTEST_KEY_RECORDS`] ATTEST_KEY
-///   records directly above it;
+///   records directly above it ([`MAX_OPERATOR_ATTEST_KEY_RECORDS`] under an operator root);
 /// - then, under Google's keys, either a factory chain (the batch key certificate and an
 ///   intermediate whose subject has a `serialNumber`) or a remotely provisioned one (the
 ///   attestation key certificate, `Droid CA3` and `Droid CA2, Google LLC`); the P-384 root only
@@ -772,9 +778,14 @@ fn chain_shape(below: &[Certificate], anchor: &AnchorId) -> Result<Shape, Reject
             "the leaf certificate has no KeyDescription extension",
         ));
     }
-    if records > MAX_ATTEST_KEY_RECORDS + 1 {
+    let max_records = if anchor.is_google() {
+        MAX_ATTEST_KEY_RECORDS
+    } else {
+        MAX_OPERATOR_ATTEST_KEY_RECORDS
+    };
+    if records > max_records + 1 {
         return Err(shape_error(format!(
-            "{} ATTEST_KEY records above the leaf; at most {MAX_ATTEST_KEY_RECORDS} are accepted",
+            "{} ATTEST_KEY records above the leaf; at most {max_records} are accepted under this anchor",
             records - 1
         )));
     }

@@ -63,6 +63,8 @@ pub enum KeyKind {
     EcP384,
     /// RSA-2048, PKCS#1 v1.5 with SHA-256.
     Rsa2048,
+    /// RSA-4096 (the size of Google's root), PKCS#1 v1.5 with SHA-256. Slow to generate.
+    Rsa4096,
 }
 
 enum Inner {
@@ -103,9 +105,13 @@ impl SigningKey {
                         .map_err(|_| DeviceError("EC key rejected"))?,
                 )
             }
-            KeyKind::Rsa2048 => Inner::Rsa(
-                RsaKeyPair::generate(KeySize::Rsa2048)
-                    .map_err(|_| DeviceError("RSA key generation failed"))?,
+            KeyKind::Rsa2048 | KeyKind::Rsa4096 => Inner::Rsa(
+                RsaKeyPair::generate(if kind == KeyKind::Rsa2048 {
+                    KeySize::Rsa2048
+                } else {
+                    KeySize::Rsa4096
+                })
+                .map_err(|_| DeviceError("RSA key generation failed"))?,
             ),
         };
         let spki = match (&inner, kind) {
@@ -146,7 +152,7 @@ impl SigningKey {
         match self.kind {
             KeyKind::EcP256 => write::sequence(&[&write::oid(oid::ECDSA_SHA256)]),
             KeyKind::EcP384 => write::sequence(&[&write::oid(oid::ECDSA_SHA384)]),
-            KeyKind::Rsa2048 => {
+            KeyKind::Rsa2048 | KeyKind::Rsa4096 => {
                 write::sequence(&[&write::oid(oid::SHA256_WITH_RSA), &write::null()])
             }
         }
