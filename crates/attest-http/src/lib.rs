@@ -99,10 +99,15 @@ impl ApiError {
     }
 }
 
+/// The stable code of an error response, attached for the request log and metrics.
+#[derive(Clone, Copy, Debug)]
+struct ErrorCode(&'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
         let mut resp = (self.status, body).into_response();
+        resp.extensions_mut().insert(ErrorCode(self.code));
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -219,11 +224,18 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let elapsed = started.elapsed();
     state.metrics.observe_latency(&route, elapsed.as_secs_f64());
     let outcome = resp.extensions().get::<Outcome>().cloned();
+    let code = resp.extensions().get::<ErrorCode>().map_or("", |c| c.0);
+    if !code.is_empty() {
+        state
+            .metrics
+            .count_refusal(&route, resp.status().as_u16(), code);
+    }
     tracing::info!(
         method = %method,
         route = %route,
         status = resp.status().as_u16(),
         micros = elapsed.as_micros() as u64,
+        code,
         workflow = outcome.as_ref().map_or("", |o| o.workflow),
         decision = outcome.as_ref().map_or("", |o| o.decision),
         reasons = %outcome.as_ref().map_or_else(String::new, |o| o.reasons.join(",")),
@@ -282,41 +294,169 @@ struct AttestationBody {
     proof: Option<String>,
 }
 
+/// Reads a body of at most `limit` bytes; a longer one gives back what was read so far.
+async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Vec<u8>, Result<Vec<u8>, ApiError>> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_evidence",
+                "the request body could not be read",
+            ))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                let room = limit - out.len();
+                out.extend_from_slice(data.get(..room).unwrap_or_default());
+                return Err(Ok(out));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
+/// The `challenge_id` of a body that does not parse (truncated, oversized): the first
+/// `"challenge_id": "<id>"` whose id has the shape of ours.
+fn scan_challenge_id(bytes: &[u8]) -> Option<String> {
+    const KEY: &[u8] = b"\"challenge_id\"";
+    let start = bytes.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let rest = bytes.get(start..)?;
+    let rest = rest.get(rest.iter().position(|b| !b.is_ascii_whitespace())?..)?;
+    let rest = rest.strip_prefix(b":")?;
+    let rest = rest.get(rest.iter().position(|b| !b.is_ascii_whitespace())?..)?;
+    let rest = rest.strip_prefix(b"\"")?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    let id = std::str::from_utf8(rest.get(..end)?).ok()?;
+    (id.len() <= attest_service::MAX_CHALLENGE_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    .then(|| id.to_owned())
+}
+
 async fn attest(
     State(state): State<AppState>,
-    body: Result<Json<AttestationBody>, JsonRejection>,
+    headers: HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|r| json_error(r, "malformed_evidence"))?;
-    if body.certificate_chain.len() > attest_service::MAX_CHAIN_CERTIFICATES {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !is_json {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "malformed_evidence",
-            format!(
-                "more than {} certificates",
-                attest_service::MAX_CHAIN_CERTIFICATES
-            ),
+            "expected Content-Type: application/json",
         ));
+    }
+    // Whatever can be read of a refused request, its challenge is spent and the refusal
+    // recorded (docs/protocol.md, "Errors").
+    let service = &state.service;
+    let refuse = |id: String, code: ReasonCode, status: StatusCode, message: String| async move {
+        match service.refuse_unreadable(&id, code, message).await {
+            ServiceError::Refused { code: c, message } if c == code => {
+                ApiError::new(status, code.as_str(), message)
+            }
+            other => other.into(),
+        }
+    };
+    let bytes = match read_body(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(Err(e)) => return Err(e),
+        Err(Ok(prefix)) => {
+            let message = format!("request body larger than {MAX_BODY_BYTES} bytes");
+            return Err(match scan_challenge_id(&prefix) {
+                Some(id) => {
+                    refuse(
+                        id,
+                        ReasonCode::MalformedEvidence,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        message,
+                    )
+                    .await
+                }
+                None => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "malformed_evidence", message),
+            });
+        }
+    };
+    let body: AttestationBody = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            let message = format!("the request body is not a valid attestation request: {e}");
+            let id = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("challenge_id")?.as_str().map(str::to_owned))
+                .or_else(|| scan_challenge_id(&bytes));
+            return Err(match id {
+                Some(id) => {
+                    refuse(
+                        id,
+                        ReasonCode::MalformedEvidence,
+                        StatusCode::BAD_REQUEST,
+                        message,
+                    )
+                    .await
+                }
+                None => ApiError::new(StatusCode::BAD_REQUEST, "malformed_evidence", message),
+            });
+        }
+    };
+    if body.certificate_chain.len() > attest_service::MAX_CHAIN_CERTIFICATES {
+        let message = format!(
+            "more than {} certificates",
+            attest_service::MAX_CHAIN_CERTIFICATES
+        );
+        return Err(refuse(
+            body.challenge_id,
+            ReasonCode::MalformedEvidence,
+            StatusCode::BAD_REQUEST,
+            message,
+        )
+        .await);
     }
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut chain = Vec::with_capacity(body.certificate_chain.len());
     for (i, c) in body.certificate_chain.iter().enumerate() {
-        chain.push(b64.decode(c).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_evidence",
-                format!("certificate_chain[{i}] is not base64"),
-            )
-        })?);
+        match b64.decode(c) {
+            Ok(der) => chain.push(der),
+            Err(_) => {
+                let message = format!("certificate_chain[{i}] is not base64");
+                return Err(refuse(
+                    body.challenge_id,
+                    ReasonCode::MalformedEvidence,
+                    StatusCode::BAD_REQUEST,
+                    message,
+                )
+                .await);
+            }
+        }
     }
     let proof = match &body.proof {
         None => None,
-        Some(p) => Some(b64url_decode(p).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "request_binding_failed",
-                "proof is not base64url",
-            )
-        })?),
+        Some(p) => match b64url_decode(p) {
+            Some(p) => Some(p),
+            None => {
+                return Err(refuse(
+                    body.challenge_id,
+                    ReasonCode::RequestBindingFailed,
+                    StatusCode::BAD_REQUEST,
+                    "proof is not base64url".to_owned(),
+                )
+                .await);
+            }
+        },
     };
     let r = state
         .service
@@ -507,7 +647,9 @@ async fn admin_outcomes(
 }
 
 async fn admin_reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let hash = state.service.reload_policy()?;
+    let hash = state.service.reload_policy().inspect_err(|e| {
+        tracing::warn!(error = %e, "policy reload failed; the previous policy stays in force");
+    })?;
     tracing::warn!(policy_hash = %hash, "policy reloaded");
     Ok(Json(json!({"policy_hash": hash})))
 }

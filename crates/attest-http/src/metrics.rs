@@ -22,6 +22,7 @@ struct Histogram {
 #[derive(Default)]
 pub struct Metrics {
     decisions: Mutex<BTreeMap<(String, String, String), u64>>,
+    refusals: Mutex<BTreeMap<(String, u16, &'static str), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
 }
 
@@ -44,6 +45,15 @@ impl Metrics {
                 *m.entry((workflow.to_owned(), decision.to_owned(), r.to_owned()))
                     .or_default() += 1;
             }
+        }
+    }
+
+    /// Counts one error response by route, status and stable code (malformed evidence,
+    /// replayed and expired challenges, bad requests...). Routes are templates and codes are
+    /// static, so the series stay few.
+    pub fn count_refusal(&self, route: &str, status: u16, code: &'static str) {
+        if let Ok(mut m) = self.refusals.lock() {
+            *m.entry((route.to_owned(), status, code)).or_default() += 1;
         }
     }
 
@@ -74,6 +84,19 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "enigm_attest_decisions_total{{workflow=\"{w}\",decision=\"{d}\",reason=\"{r}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP enigm_attest_refusals_total Error responses by route, status and code."
+        );
+        let _ = writeln!(out, "# TYPE enigm_attest_refusals_total counter");
+        if let Ok(m) = self.refusals.lock() {
+            for ((route, status, code), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "enigm_attest_refusals_total{{route=\"{route}\",status=\"{status}\",code=\"{code}\"}} {n}"
                 );
             }
         }

@@ -470,6 +470,62 @@ async fn challenges_are_single_use_expire_and_are_bound() {
     let s = server(&[&device], "").await;
     let (handle, kdev) = s.enroll(&device).await;
 
+    // Challenge requests are bounded: a handle has one shape and must be enrolled; a resource
+    // is a short name of safe characters. Nothing is stored for a refused request.
+    let other = format!("dh_{}", "A".repeat(43));
+    for (body, status, code) in [
+        (
+            json!({"workflow": "registration", "device_handle": "x".repeat(260_000)}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"workflow": "registration", "device_handle": "dh_short"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"workflow": "registration", "device_handle": other}),
+            403,
+            "device_handle_mismatch",
+        ),
+        (
+            json!({"workflow": "release_channel", "resource": "beta\u{202e}1", "device_handle": handle}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"workflow": "release_channel", "resource": "a\nb", "device_handle": handle}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"workflow": "release_channel", "resource": "..", "device_handle": handle}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"workflow": "release_channel", "resource": "x".repeat(129), "device_handle": handle}),
+            400,
+            "invalid_request",
+        ),
+    ] {
+        let r = s.post("/v1/challenges", &body).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{}",
+            r.text
+        );
+    }
+    let ok = s
+        .post(
+            "/v1/challenges",
+            &json!({"workflow": "release_channel", "resource": "beta-1.2_x", "device_handle": handle}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
+
     // Replay of a used challenge.
     let (id, nonce) = s.challenge("enrollment", None, None).await;
     let a = device.attest(&nonce).unwrap();
@@ -642,7 +698,9 @@ async fn relayed_evidence_and_pins() {
     let stored = s.service.device(&handle_a).await.unwrap();
     assert_eq!(stored.os_patch_level, 20_261_000);
 
-    // Revoked device.
+    // Revoked device: a challenge issued before the revocation no longer helps, and no new
+    // challenge is issued.
+    let (id, nonce) = s.challenge("registration", None, Some(&handle_a)).await;
     let r = http(
         s.addr,
         "POST",
@@ -652,12 +710,37 @@ async fn relayed_evidence_and_pins() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = s
-        .gated(&device_a, &kdev_a, &handle_a, "registration", "", |kd| {
+    let fresh = device_a
+        .attest_with(&nonce, |kd| {
             kd.set_hw(706, value::int(202_610));
         })
+        .unwrap();
+    let proof = kdev_a
+        .sign(&proof_message(
+            &id,
+            &nonce,
+            "registration",
+            "",
+            fresh.key.spki(),
+        ))
+        .unwrap();
+    let r = s
+        .post(
+            "/v1/attestations",
+            &json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle_a, "proof": b64url(&proof)}),
+        )
         .await;
     assert_eq!(reasons(&r), ["device_revoked"]);
+    let r = s
+        .post(
+            "/v1/challenges",
+            &json!({"workflow": "registration", "device_handle": handle_a}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("device_revoked"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -668,26 +751,124 @@ async fn bad_bodies_get_the_envelope_and_the_service_keeps_serving() {
     let r = http(s.addr, "POST", "/v1/attestations", None, Some(&big)).await;
     assert_eq!(r.status, 413);
     assert_eq!(r.body["error"]["code"], "malformed_evidence");
-    for (body, code) in [
-        (&b"{not json"[..], "malformed_evidence"),
-        (br#"{"challenge_id": "x"}"#, "malformed_evidence"),
+    let r = http(s.addr, "POST", "/v1/attestations", None, Some(b"{not json")).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("malformed_evidence"))
+    );
+    // A readable challenge id that is not ours is a replay, whatever else is wrong.
+    let r = s
+        .post("/v1/attestations", &json!({"challenge_id": "ch_x"}))
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("replay_attempt"))
+    );
+    // Every refusal whose challenge id can be read spends the challenge and records the
+    // outcome: missing field, unknown field, bad base64, bad proof encoding, too many
+    // certificates, oversized body.
+    let mut refused = 0;
+    for (make, status, code) in [
         (
-            br#"{"challenge_id": "x", "certificate_chain": ["!!!"]}"#,
+            (|id: &str| format!(r#"{{"challenge_id": "{id}"}}"#)) as fn(&str) -> String,
+            400,
             "malformed_evidence",
         ),
         (
-            br#"{"challenge_id": "x", "certificate_chain": [], "extra": 1}"#,
+            |id| format!(r#"{{"challenge_id": "{id}", "certificate_chain": [], "extra": 1}}"#),
+            400,
+            "malformed_evidence",
+        ),
+        (
+            |id| format!(r#"{{"challenge_id": "{id}", "certificate_chain": ["!!!"]}}"#),
+            400,
+            "malformed_evidence",
+        ),
+        (
+            |id| {
+                format!(
+                    r#"{{"challenge_id": "{id}", "certificate_chain": ["AAAA"], "proof": "***"}}"#
+                )
+            },
+            400,
+            "request_binding_failed",
+        ),
+        (
+            |id| {
+                format!(
+                    r#"{{"challenge_id": "{id}", "certificate_chain": [{}]}}"#,
+                    ["\"AAAA\""; 11].join(",")
+                )
+            },
+            400,
+            "malformed_evidence",
+        ),
+        (
+            |id| {
+                format!(
+                    r#"{{"challenge_id": "{id}", "certificate_chain": ["{}"]}}"#,
+                    "A".repeat(attest_http::MAX_BODY_BYTES)
+                )
+            },
+            413,
             "malformed_evidence",
         ),
     ] {
-        let r = http(s.addr, "POST", "/v1/attestations", None, Some(body)).await;
+        let (id, _) = s.challenge("enrollment", None, None).await;
+        let body = make(&id);
+        let r = http(
+            s.addr,
+            "POST",
+            "/v1/attestations",
+            None,
+            Some(body.as_bytes()),
+        )
+        .await;
         assert_eq!(
             (r.status, r.body["error"]["code"].as_str()),
-            (400, Some(code)),
+            (status, Some(code)),
             "{}",
-            String::from_utf8_lossy(body)
+            &body[..body.len().min(120)]
+        );
+        refused += 1;
+        let again = s
+            .post(
+                "/v1/attestations",
+                &json!({"challenge_id": id, "certificate_chain": ["AAAA"]}),
+            )
+            .await;
+        assert_eq!(
+            again.status,
+            409,
+            "the challenge was spent: {}",
+            &body[..body.len().min(120)]
         );
     }
+    let outcomes = http(
+        s.addr,
+        "GET",
+        "/admin/v1/outcomes?from=2026-01-01T00:00:00Z&to=2100-01-01T00:00:00Z",
+        Some(&format!("Bearer {ADMIN_TOKEN}")),
+        None,
+    )
+    .await;
+    assert!(
+        outcomes.text.contains("malformed_evidence"),
+        "{}",
+        outcomes.text
+    );
+    let m = http(s.addr, "GET", "/metrics", None, None).await;
+    assert!(
+        m.text.contains(r#"enigm_attest_refusals_total{route="/v1/attestations",status="409",code="replay_attempt"}"#),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains(r#"status="413",code="malformed_evidence""#),
+        "{}",
+        m.text
+    );
+    assert_eq!(refused, 6);
     // Undecodable evidence spends the challenge and is malformed_evidence.
     let (id, _) = s.challenge("enrollment", None, None).await;
     let r = s
@@ -934,7 +1115,10 @@ async fn nothing_identifying_is_stored() {
     let mut scanned = 0;
     for entry in std::fs::read_dir(s.dir.path()).unwrap() {
         let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
+        // SQLite may remove its -wal/-shm files as the pool closes.
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
         scanned += bytes.len();
         for n in &needles {
             assert!(

@@ -31,7 +31,31 @@ pub use binding::proof_message;
 /// Most certificates accepted in one request (checked before decoding).
 pub const MAX_CHAIN_CERTIFICATES: usize = 10;
 /// Longest resource name.
-pub const MAX_RESOURCE_LEN: usize = 256;
+pub const MAX_RESOURCE_LEN: usize = 128;
+/// Longest challenge id accepted on input (ours are `ch_` and 22 base64url characters).
+pub const MAX_CHALLENGE_ID_LEN: usize = 64;
+
+/// Whether `s` has the shape of a device handle: `dh_` and 43 base64url characters (an
+/// HMAC-SHA-256, unpadded).
+pub fn is_device_handle(s: &str) -> bool {
+    s.strip_prefix("dh_").is_some_and(|rest| {
+        rest.len() == 43
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// Whether `s` is an acceptable resource name: 1 to 128 of `A-Z a-z 0-9 . _ -`, and not a path
+/// step (`.` or `..`). No control, bidi or other characters a log or a file system could take
+/// for something else.
+pub fn is_resource_name(s: &str) -> bool {
+    (1..=MAX_RESOURCE_LEN).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
 
 /// Tunables of the service.
 #[derive(Clone, Debug)]
@@ -393,10 +417,17 @@ impl Service {
             ServiceError::InvalidRequest(format!("unknown workflow {:?}", req.workflow))
         })?;
         let resource = req.resource.unwrap_or_default();
-        if resource.len() > MAX_RESOURCE_LEN {
+        if !resource.is_empty() && !is_resource_name(&resource) {
             return Err(ServiceError::InvalidRequest(format!(
-                "resource longer than {MAX_RESOURCE_LEN} bytes"
+                "resource must be 1 to {MAX_RESOURCE_LEN} characters of A-Z a-z 0-9 . _ - (and not . or ..)"
             )));
+        }
+        if let Some(h) = &req.device_handle {
+            if !is_device_handle(h) {
+                return Err(ServiceError::InvalidRequest(
+                    "device_handle is not a device handle (dh_ and 43 base64url characters)".into(),
+                ));
+            }
         }
         if workflow != Workflow::Enrollment && req.device_handle.is_none() {
             return Err(refused(
@@ -408,6 +439,24 @@ impl Service {
             return Err(ServiceError::InvalidRequest(
                 "enrollment challenges carry no device_handle".into(),
             ));
+        }
+        // Challenges only for enrolled, active devices: nothing is stored for anyone else.
+        if let Some(h) = &req.device_handle {
+            match self.store.device(h).await? {
+                None => {
+                    return Err(refused(
+                        ReasonCode::DeviceHandleMismatch,
+                        "no enrolled device has this device_handle",
+                    ));
+                }
+                Some(d) if d.status == DeviceStatus::Revoked => {
+                    return Err(refused(
+                        ReasonCode::DeviceRevoked,
+                        "this device was revoked",
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         let id = format!("ch_{}", b64url(&random_bytes::<16>()?));
         let nonce = random_bytes::<32>()?;
@@ -428,6 +477,47 @@ impl Service {
             nonce: b64url(&nonce),
             expires_at,
         })
+    }
+
+    /// Refuses an attestation request that could not be read (a certificate that is not base64,
+    /// a proof that is not base64url, an unknown field, an oversized body) but whose challenge id
+    /// could: the challenge is spent and the refusal recorded, as for any other answer to it
+    /// (docs/protocol.md). Returns the error to send.
+    pub async fn refuse_unreadable(
+        &self,
+        challenge_id: &str,
+        code: ReasonCode,
+        message: impl Into<String>,
+    ) -> ServiceError {
+        let message = message.into();
+        if challenge_id.len() > MAX_CHALLENGE_ID_LEN {
+            return refused(code, message);
+        }
+        let now = self.clock.now();
+        let challenge = match self.store.consume_challenge(challenge_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return refused(
+                    ReasonCode::ReplayAttempt,
+                    "unknown or already used challenge",
+                );
+            }
+            Err(e) => return e.into(),
+        };
+        let Some(workflow) = Workflow::from_name(&challenge.workflow) else {
+            return ServiceError::Internal("stored challenge has an unknown workflow".into());
+        };
+        let trust = self.trust();
+        let cx = Ctx {
+            challenge: &challenge,
+            workflow,
+            trust: &trust,
+            now,
+        };
+        if let Err(e) = self.record(&cx, None, &[code], None).await {
+            return e;
+        }
+        refused(code, message)
     }
 
     /// Appraises evidence for the challenge it answers. An ineligible device is an `Ok`
@@ -569,22 +659,21 @@ impl Service {
             enrolled_at: cx.now,
             updated_at: cx.now,
         };
+        let refusal = [ReasonCode::EnrollmentBindingFailed];
         if self
             .store
-            .enroll(&record, &outcome(cx, Some(&handle), &[]))
+            .enroll(
+                &record,
+                &outcome(cx, Some(&handle), &[]),
+                &outcome(cx, None, &refusal),
+            )
             .await?
         {
             self.respond(cx, Some(handle), vec![], Some(key))
         } else {
-            // Re-enrolling a key that is already enrolled is refused: a key enrolls once.
-            self.conclude(
-                cx,
-                None,
-                vec![ReasonCode::EnrollmentBindingFailed],
-                None,
-                None,
-            )
-            .await
+            // Re-enrolling a key that is already enrolled is refused: a key enrolls once. The
+            // store recorded only the refusal.
+            self.respond(cx, None, refusal.to_vec(), None)
         }
     }
 

@@ -347,8 +347,13 @@ impl Store {
     }
 
     /// Records an enrollment: the new device and its outcome, together or not at all. Returns
-    /// `false` (and stores only the outcome) when the key or handle is already enrolled.
-    pub async fn enroll(&self, device: &DeviceRecord, outcome: &OutcomeRecord) -> Result<bool> {
+    /// `false` (and stores only the `refused` outcome) when the key or handle is already enrolled.
+    pub async fn enroll(
+        &self,
+        device: &DeviceRecord,
+        enrolled: &OutcomeRecord,
+        refused: &OutcomeRecord,
+    ) -> Result<bool> {
         let mut tx = self.write_transaction().await?;
         let exists = sqlx::query("SELECT handle FROM devices WHERE handle = $1 OR key_spki = $2")
             .bind(&device.handle)
@@ -375,7 +380,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        insert_outcome(&mut tx, outcome).await?;
+        // Exactly one outcome: the enrollment, or its refusal (the key or handle is taken).
+        insert_outcome(&mut tx, if exists { refused } else { enrolled }).await?;
         tx.commit().await?;
         Ok(!exists)
     }

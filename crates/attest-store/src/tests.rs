@@ -95,27 +95,27 @@ async fn enrollment_is_unique_per_key_and_outcomes_are_kept() {
     let dir = TempDir::new("enroll").unwrap();
     let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
     let d = device("dh_a", 1);
+    let eligible = |t| outcome(Some("dh_a"), "enrollment", "eligible", &[], t);
+    let refused = |t| {
+        outcome(
+            None,
+            "enrollment",
+            "ineligible",
+            &["enrollment_binding_failed"],
+            t,
+        )
+    };
     assert!(
         store
-            .enroll(
-                &d,
-                &outcome(Some("dh_a"), "enrollment", "eligible", &[], 100)
-            )
+            .enroll(&d, &eligible(100), &refused(100))
             .await
             .unwrap()
     );
+    // The same key again, under its handle or another: refused, and only the refusal is kept
+    // (never a second "eligible" row carrying the existing handle).
     assert!(
         !store
-            .enroll(
-                &d,
-                &outcome(
-                    Some("dh_a"),
-                    "enrollment",
-                    "ineligible",
-                    &["enrollment_binding_failed"],
-                    101
-                )
-            )
+            .enroll(&d, &eligible(101), &refused(101))
             .await
             .unwrap()
     );
@@ -123,10 +123,7 @@ async fn enrollment_is_unique_per_key_and_outcomes_are_kept() {
     other_handle_same_key.model = None;
     assert!(
         !store
-            .enroll(
-                &other_handle_same_key,
-                &outcome(None, "enrollment", "ineligible", &[], 102)
-            )
+            .enroll(&other_handle_same_key, &eligible(102), &refused(102))
             .await
             .unwrap()
     );
@@ -137,6 +134,14 @@ async fn enrollment_is_unique_per_key_and_outcomes_are_kept() {
         .await
         .unwrap();
     assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), 3);
+    let by_decision = |d: &str| {
+        counts
+            .iter()
+            .filter(|c| c.decision == d)
+            .map(|c| c.count)
+            .sum::<i64>()
+    };
+    assert_eq!((by_decision("eligible"), by_decision("ineligible")), (1, 2));
 }
 
 #[tokio::test]
@@ -147,6 +152,13 @@ async fn high_water_marks_only_rise_and_status_changes() {
         .enroll(
             &device("dh", 2),
             &outcome(Some("dh"), "enrollment", "eligible", &[], 100),
+            &outcome(
+                None,
+                "enrollment",
+                "ineligible",
+                &["enrollment_binding_failed"],
+                100,
+            ),
         )
         .await
         .unwrap();
@@ -266,6 +278,13 @@ async fn reopening_keeps_data_and_migrations_run_once() {
             .enroll(
                 &device("dh", 3),
                 &outcome(Some("dh"), "enrollment", "eligible", &[], 100),
+                &outcome(
+                    None,
+                    "enrollment",
+                    "ineligible",
+                    &["enrollment_binding_failed"],
+                    100,
+                ),
             )
             .await
             .unwrap();
@@ -300,6 +319,13 @@ async fn concurrent_enrollments_and_records_all_succeed() {
                     .enroll(
                         &device(&handle, i),
                         &outcome(Some(&handle), "enrollment", "eligible", &[], 100),
+                        &outcome(
+                            None,
+                            "enrollment",
+                            "ineligible",
+                            &["enrollment_binding_failed"],
+                            100,
+                        ),
                     )
                     .await?;
                 let hw = HighWater {
