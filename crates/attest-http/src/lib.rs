@@ -182,7 +182,11 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/devices/{handle}/revoke", post(admin_revoke))
         .route("/admin/v1/outcomes", get(admin_outcomes))
         .route("/admin/v1/policy/reload", post(admin_reload))
-        .route("/admin/v1/status-list", put(admin_status_list))
+        .route(
+            "/admin/v1/status-list",
+            put(admin_status_list)
+                .layer(DefaultBodyLimit::max(attest_service::MAX_STATUS_LIST_BYTES)),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/v1/challenges", post(create_challenge))
@@ -656,8 +660,22 @@ async fn admin_reload(State(state): State<AppState>) -> Result<Json<Value>, ApiE
 
 async fn admin_status_list(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                format!(
+                    "status list larger than {} bytes",
+                    attest_service::MAX_STATUS_LIST_BYTES
+                ),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", r.body_text())
+        }
+    })?;
     let n = state.service.replace_status_list(&body)?;
     tracing::warn!(entries = n, "status list replaced");
     Ok(Json(json!({"entries": n})))

@@ -1246,3 +1246,111 @@ async fn google_chains_wait_for_a_fresh_status_list() {
     s.service.confirm_google_status_list(s.clock.now());
     assert!(s.service.revocation_report().fresh);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_status_list_survives_reload_and_restart() {
+    let device = SoftwareDevice::new().unwrap();
+    let dir = TempDir::new("status-keep").unwrap();
+    let file = dir.path().join("status-list.json");
+    let make = |loader_calls: Arc<std::sync::atomic::AtomicUsize>| {
+        let device_root = device.root_cert().to_vec();
+        let policy = policy_for(&device, "");
+        let file = file.clone();
+        let data = dir.path().to_path_buf();
+        async move {
+            let store = Store::open_sqlite_dir(&data).await.unwrap();
+            let anchors = || {
+                let mut a = TrustAnchors::empty();
+                a.add_certificate(device_root.clone()).unwrap();
+                a
+            };
+            let p2 = policy.clone();
+            let a2 = anchors();
+            Service::new(
+                store,
+                Trust::new(policy, anchors(), None),
+                Signer::new(vec![attest_token::SigningKey::generate().unwrap().0]).unwrap(),
+                &[7u8; 32],
+                ServiceConfig::default(),
+                Arc::new(ManualClock::new(START)),
+            )
+            .with_loader(Box::new(move || {
+                loader_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(Trust::new(p2.clone(), a2.clone(), None))
+            }))
+            .with_status_list_file(file)
+            .unwrap()
+        }
+    };
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let service = make(Arc::clone(&calls)).await;
+    // A big list (well over the 256 KiB request limit), then a reload.
+    let mut entries = serde_json::Map::new();
+    for i in 0..20_000u32 {
+        entries.insert(
+            format!("{:x}", 0x1000_0000 + i),
+            json!({"status": "REVOKED"}),
+        );
+    }
+    let big = json!({"entries": entries}).to_string();
+    assert!(big.len() > attest_http::MAX_BODY_BYTES);
+    assert_eq!(service.replace_status_list(big.as_bytes()).unwrap(), 20_000);
+    service.reload_policy().unwrap();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        service.trust().status_list.as_ref().map(|l| l.len()),
+        Some(20_000)
+    );
+    service.store().close().await;
+    drop(service);
+    // Restart on the same data directory.
+    let service = make(Arc::new(std::sync::atomic::AtomicUsize::new(0))).await;
+    assert_eq!(
+        service.trust().status_list.as_ref().map(|l| l.len()),
+        Some(20_000)
+    );
+}
+
+#[tokio::test]
+async fn status_lists_through_the_admin_api_are_bounded_with_the_envelope() {
+    let device = SoftwareDevice::new().unwrap();
+    let s = server(&[&device], "").await;
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let mut entries = serde_json::Map::new();
+    for i in 0..20_000u32 {
+        entries.insert(
+            format!("{:x}", 0x1000_0000 + i),
+            json!({"status": "REVOKED"}),
+        );
+    }
+    let big = json!({"entries": entries}).to_string();
+    let r = http(
+        s.addr,
+        "PUT",
+        "/admin/v1/status-list",
+        Some(&auth),
+        Some(big.as_bytes()),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.body["entries"]),
+        (200, &json!(20_000)),
+        "{}",
+        r.text
+    );
+    let huge = vec![b' '; attest_service::MAX_STATUS_LIST_BYTES + 1];
+    let r = http(
+        s.addr,
+        "PUT",
+        "/admin/v1/status-list",
+        Some(&auth),
+        Some(&huge),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (413, Some("invalid_request")),
+        "{}",
+        &r.text[..r.text.len().min(200)]
+    );
+}

@@ -28,6 +28,9 @@ mod binding;
 
 pub use binding::proof_message;
 
+/// Largest status list accepted (also through the admin API).
+pub use attest_android::MAX_STATUS_LIST_BYTES;
+
 /// Most certificates accepted in one request (checked before decoding).
 pub const MAX_CHAIN_CERTIFICATES: usize = 10;
 /// Longest resource name.
@@ -261,6 +264,10 @@ pub struct Service {
     trust: RwLock<Arc<Trust>>,
     google_status: RwLock<GoogleStatus>,
     loader: Option<TrustLoader>,
+    /// The status list an operator put through the admin API: it outlives policy reloads and,
+    /// with a file, restarts.
+    admin_status_list: RwLock<Option<StatusList>>,
+    admin_status_list_file: Option<std::path::PathBuf>,
     signer: Signer,
     handle_key: hmac::Key,
     config: ServiceConfig,
@@ -349,11 +356,54 @@ impl Service {
             trust: RwLock::new(Arc::new(trust)),
             google_status: RwLock::new(GoogleStatus::default()),
             loader: None,
+            admin_status_list: RwLock::new(None),
+            admin_status_list_file: None,
             signer,
             handle_key: hmac::Key::new(hmac::HMAC_SHA256, handle_secret),
             config,
             clock,
         }
+    }
+
+    /// Keeps the status list put through the admin API in `path` (written atomically before it
+    /// takes effect), and puts the one already there in force. A list that no longer parses is
+    /// an error: the service must not start believing nothing is revoked.
+    pub fn with_status_list_file(
+        mut self,
+        path: std::path::PathBuf,
+    ) -> Result<Service, ServiceError> {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let list = StatusList::from_json(&bytes)
+                    .map_err(|e| ServiceError::Internal(format!("{}: {e}", path.display())))?;
+                self.put_admin_status_list(list);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ServiceError::Internal(format!("{}: {e}", path.display()))),
+        }
+        self.admin_status_list_file = Some(path);
+        Ok(self)
+    }
+
+    fn put_admin_status_list(&self, list: StatusList) {
+        match self.admin_status_list.write() {
+            Ok(mut g) => *g = Some(list.clone()),
+            Err(p) => *p.into_inner() = Some(list.clone()),
+        }
+        let current = self.trust();
+        self.set_trust(Trust::build(
+            current.policy.clone(),
+            current.anchors.clone(),
+            Some(list),
+            self.google_list(),
+        ));
+    }
+
+    fn admin_list(&self) -> Option<StatusList> {
+        self.admin_status_list
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Lets `reload_policy` rebuild the trust configuration with `loader`.
@@ -870,6 +920,11 @@ impl Service {
         })?;
         let trust = loader().map_err(ServiceError::InvalidRequest)?;
         let hash = trust.policy.hash().to_owned();
+        // A list put through the admin API stays in force over the policy's own.
+        let trust = match self.admin_list() {
+            Some(list) => Trust::build(trust.policy, trust.anchors, Some(list), None),
+            None => trust,
+        };
         self.set_trust(trust.with_google_status_list(self.google_list()));
         Ok(hash)
     }
@@ -945,18 +1000,21 @@ impl Service {
         }
     }
 
-    /// Replaces the status list (Google's JSON format). On failure nothing changes.
+    /// Replaces the status list for every chain (Google's JSON format), over the policy's own,
+    /// until the next replacement; kept in the status-list file when there is one. On failure
+    /// nothing changes.
     pub fn replace_status_list(&self, json: &[u8]) -> Result<usize, ServiceError> {
         let list =
             StatusList::from_json(json).map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
         let n = list.len();
-        let current = self.trust();
-        self.set_trust(Trust::build(
-            current.policy.clone(),
-            current.anchors.clone(),
-            Some(list),
-            self.google_list(),
-        ));
+        if let Some(path) = &self.admin_status_list_file {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, json)
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| ServiceError::Internal(format!("{}: {e}", path.display())))?;
+        }
+        self.put_admin_status_list(list);
         Ok(n)
     }
 

@@ -416,7 +416,9 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
             cfg.service.clone(),
             Arc::new(SystemClock),
         )
-        .with_loader(loader),
+        .with_loader(loader)
+        .with_status_list_file(cfg.data_dir.join("status-list.json"))
+        .map_err(|e| CliError(format!("status list kept from the admin API: {e}")))?,
     );
     let state = AppState::new(
         Arc::clone(&service),
