@@ -217,8 +217,17 @@ impl Store {
             return Err(StoreError::UnsupportedUrl);
         };
         let options = AnyConnectOptions::from_str(url)?;
+        if backend == Backend::Sqlite {
+            // One connection first, so a corrupt or foreign file fails at once with SQLite's own
+            // message ("file is not a database") instead of a pool timeout 30 s later.
+            let mut probe =
+                <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await?;
+            probe.execute("SELECT count(*) FROM sqlite_master").await?;
+            sqlx::Connection::close(probe).await?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -352,3 +352,17 @@ async fn concurrent_enrollments_and_records_all_succeed() {
         .unwrap();
     assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), 96);
 }
+
+#[tokio::test]
+async fn a_corrupt_database_fails_at_once_with_sqlites_message() {
+    let dir = TempDir::new("corrupt").unwrap();
+    std::fs::write(dir.path().join("attest.db"), vec![0x5au8; 8192]).unwrap();
+    let started = std::time::Instant::now();
+    let err = match Store::open_sqlite_dir(dir.path()).await {
+        Ok(_) => panic!("a corrupt file opened"),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("not a database"), "{err}");
+    // Not a 30-second pool timeout (a generous bound for a loaded machine).
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+}

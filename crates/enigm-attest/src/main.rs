@@ -54,9 +54,13 @@ enum KeysCommand {
     /// Add a new result/token signing key to the data directory; it signs from the next start,
     /// and the old keys stay published in /v1/jwks.
     Rotate {
-        /// Data directory [default: ./data].
-        #[arg(long, value_name = "DIR", default_value = "data")]
-        data_dir: PathBuf,
+        /// Data directory [default: as `serve` finds it: --config, then
+        /// ENIGM_ATTEST_DATA_DIR, then ./data].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The configuration file `serve` uses (for its `data_dir`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Generate an admin bearer token; prints the token (give it to the operator) and the
     /// SHA-256 to put in `admin_token_sha256` (the service stores only the digest).
@@ -90,11 +94,16 @@ fn main() -> ExitCode {
         }),
         Command::Policy(PolicyCommand::Check { file }) => policy_check(&file),
         Command::Serve(args) => serve::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Keys(KeysCommand::Rotate { data_dir }) => {
-            serve::rotate_key(&data_dir.join("signing-keys")).map(|kid| {
-                println!("new signing key {kid}; restart the service to sign with it");
-                ExitCode::SUCCESS
-            })
+        Command::Keys(KeysCommand::Rotate { data_dir, config }) => {
+            serve::data_dir_of(config, data_dir)
+                .and_then(|dir| serve::rotate_key(&dir.join("signing-keys")).map(|kid| (dir, kid)))
+                .map(|(dir, kid)| {
+                    println!(
+                        "new signing key {kid} in {}; restart the service to sign with it",
+                        dir.display()
+                    );
+                    ExitCode::SUCCESS
+                })
         }
         Command::Keys(KeysCommand::AdminToken) => admin_token(),
         Command::Sim(args) => sim::run(&args).map(|ok| {

@@ -339,6 +339,20 @@ fn key_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
     Ok(files)
 }
 
+/// The data directory `serve` would use with this configuration file and flag (file, then
+/// `ENIGM_ATTEST_DATA_DIR`, then the flag, as for `serve`).
+pub fn data_dir_of(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> Result<PathBuf, CliError> {
+    let args = ServeArgs {
+        config,
+        data_dir,
+        ..ServeArgs::default()
+    };
+    Config::load(&args).map(|c| c.data_dir)
+}
+
 /// Generates a new signing key in `dir`; it becomes the active one.
 pub fn rotate_key(dir: &Path) -> Result<String, CliError> {
     std::fs::create_dir_all(dir).map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
@@ -368,6 +382,10 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
 }
 
 async fn serve(cfg: Config) -> Result<(), CliError> {
+    // The port first: a busy port must not leave keys and a database behind.
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| CliError(format!("cannot listen on {}: {e}", cfg.listen)))?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| CliError(format!("{}: {e}", cfg.data_dir.display())))?;
     let trust = load_trust(
@@ -463,9 +481,6 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| CliError(format!("cannot listen on {}: {e}", cfg.listen)))?;
     let local = listener.local_addr().map_err(|e| CliError(e.to_string()))?;
     tracing::info!(address = %local, data_dir = %cfg.data_dir.display(), "listening");
     axum::serve(listener, app)

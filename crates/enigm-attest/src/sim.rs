@@ -25,6 +25,9 @@ pub struct SimArgs {
     /// Resource to ask for in every gated workflow.
     #[arg(long, value_name = "NAME", default_value = "sim")]
     resource: String,
+    /// Seconds to wait for the service's /readyz before starting.
+    #[arg(long = "wait", value_name = "SECONDS", default_value_t = 30)]
+    wait_secs: u64,
 }
 
 struct Client {
@@ -48,6 +51,36 @@ impl Client {
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), CliError> {
+        self.request("POST", path, Some(body))
+    }
+
+    /// Waits (at most `limit`) until the service answers `/readyz` with 200, so that `sim`
+    /// started right after `serve` does not race it.
+    fn wait_ready(&self, limit: Duration) -> Result<(), CliError> {
+        let started = std::time::Instant::now();
+        loop {
+            let last = match self.request("GET", "/readyz", None) {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, body)) => format!("/readyz answered {status}: {body}"),
+                Err(CliError(e)) => e,
+            };
+            if started.elapsed() >= limit {
+                return Err(CliError(format!(
+                    "the service at {} is not ready after {} s ({last})",
+                    self.host,
+                    limit.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), CliError> {
         let io = |e: std::io::Error| CliError(format!("{}: {e}", self.host));
         let addr = self
             .host
@@ -58,9 +91,9 @@ impl Client {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
         s.set_read_timeout(Some(Duration::from_secs(30)))
             .map_err(io)?;
-        let body = body.to_string();
+        let body = body.map(Value::to_string).unwrap_or_default();
         let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.host,
             body.len()
         );
@@ -103,6 +136,7 @@ fn chain_b64(chain: &[Vec<u8>]) -> Vec<String> {
 /// Runs the devices; `Ok(true)` when every attestation was eligible.
 pub fn run(args: &SimArgs) -> Result<bool, CliError> {
     let client = Client::new(&args.server)?;
+    client.wait_ready(Duration::from_secs(args.wait_secs))?;
     let mut total = 0u32;
     let mut eligible = 0u32;
     let sim = |e: attest_device::DeviceError| CliError(format!("simulated device: {e}"));
@@ -115,7 +149,9 @@ pub fn run(args: &SimArgs) -> Result<bool, CliError> {
             &json!({"challenge_id": id, "certificate_chain": chain_b64(&enrollment.chain)}),
         )?;
         total += 1;
-        report(n, "enrollment", &r, &mut eligible);
+        if !report(n, "enrollment", &r, &mut eligible) {
+            return Ok(total == eligible);
+        }
         let Some(handle) = r
             .get("device_handle")
             .and_then(Value::as_str)
@@ -144,14 +180,18 @@ pub fn run(args: &SimArgs) -> Result<bool, CliError> {
                 &json!({"challenge_id": id, "certificate_chain": chain_b64(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
             )?;
             total += 1;
-            report(n, w, &r, &mut eligible);
+            if !report(n, w, &r, &mut eligible) {
+                return Ok(total == eligible);
+            }
         }
     }
     eprintln!("sim: {total} attestations, {eligible} eligible");
     Ok(total == eligible)
 }
 
-fn report(device: u32, workflow: &str, r: &Value, eligible: &mut u32) {
+/// Prints one decision line; `false` when standard output is closed (`sim | head`): then the
+/// run stops quietly instead of panicking.
+fn report(device: u32, workflow: &str, r: &Value, eligible: &mut u32) -> bool {
     let decision = r.get("decision").and_then(Value::as_str).unwrap_or("error");
     if decision == "eligible" {
         *eligible += 1;
@@ -161,8 +201,7 @@ fn report(device: u32, workflow: &str, r: &Value, eligible: &mut u32) {
         .cloned()
         .or_else(|| r.get("error").cloned())
         .unwrap_or(Value::Null);
-    println!(
-        "{}",
-        json!({"device": device, "workflow": workflow, "decision": decision, "reasons": reasons})
-    );
+    let line =
+        json!({"device": device, "workflow": workflow, "decision": decision, "reasons": reasons});
+    writeln!(std::io::stdout(), "{line}").is_ok()
 }

@@ -336,3 +336,139 @@ fn admin_tokens_and_key_rotation_as_an_operator_uses_them() {
     );
     let _ = std::fs::remove_dir_all(&data);
 }
+
+fn fresh_dir(tag: &str) -> PathBuf {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("enigm-attest-{tag}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_busy_port_is_found_before_anything_is_written() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let dir = fresh_dir("busy");
+    let data = dir.join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+    assert!(
+        !data.exists(),
+        "no keys, secret or database for a server that never ran"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn keys_rotate_finds_the_data_directory_as_serve_does() {
+    let dir = fresh_dir("rotate");
+    let from_env = dir.join("from-env");
+    let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args(["keys", "rotate"])
+        .current_dir(&dir)
+        .env("ENIGM_ATTEST_DATA_DIR", &from_env)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(from_env.join("signing-keys"))
+            .unwrap()
+            .count(),
+        1
+    );
+    let from_file = dir.join("from-file");
+    std::fs::write(
+        dir.join("serve.toml"),
+        format!("data_dir = {:?}\n", from_file.display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args(["keys", "rotate", "--config", "serve.toml"])
+        .current_dir(&dir)
+        .env_remove("ENIGM_ATTEST_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(from_file.join("signing-keys"))
+            .unwrap()
+            .count(),
+        1
+    );
+    assert!(!dir.join("data").exists(), "nothing written to ./data");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sim_waits_for_the_service_and_stops_quietly_on_a_closed_pipe() {
+    // Nothing listens: a bounded wait, then a clear error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args([
+            "sim",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "--wait",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not ready"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // `sim | head -1`: the reader goes away after one line; sim must not panic.
+    let device = SoftwareDevice::new().unwrap();
+    let s = start_with(&device, &["--test-trust-simulator"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args([
+            "sim",
+            "--server",
+            &format!("http://{}", s.addr),
+            "--devices",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
