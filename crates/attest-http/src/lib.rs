@@ -24,8 +24,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 mod metrics;
+mod server;
 
 pub use metrics::Metrics;
+pub use server::{ServerLimits, default_max_connections, serve};
 
 /// Largest request body accepted (a 10-certificate chain in base64 fits several times over).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;

@@ -63,6 +63,9 @@ struct FileConfig {
     revocation_source: Option<String>,
     revocation_refresh_secs: Option<i64>,
     revocation_max_age_secs: Option<i64>,
+    max_connections: Option<i64>,
+    header_read_timeout_secs: Option<i64>,
+    body_read_timeout_secs: Option<i64>,
 }
 
 /// The validated configuration.
@@ -78,6 +81,7 @@ pub struct Config {
     pub test_trust_simulator: bool,
     pub revocation_source: crate::revocation::Source,
     pub revocation_refresh_secs: u64,
+    pub limits: attest_http::ServerLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -97,6 +101,7 @@ impl std::fmt::Debug for Config {
             .field("test_trust_simulator", &self.test_trust_simulator)
             .field("revocation_source", &self.revocation_source)
             .field("revocation_refresh_secs", &self.revocation_refresh_secs)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -224,6 +229,34 @@ impl Config {
                 "revocation_max_age_secs {max_age} must be at least revocation_refresh_secs ({refresh}) and at most 30 days"
             )));
         }
+        let max_connections = env_i64("MAX_CONNECTIONS")?
+            .or(file.max_connections)
+            .unwrap_or(attest_http::default_max_connections() as i64);
+        let header_timeout = env_i64("HEADER_READ_TIMEOUT_SECS")?
+            .or(file.header_read_timeout_secs)
+            .unwrap_or(10);
+        let body_timeout = env_i64("BODY_READ_TIMEOUT_SECS")?
+            .or(file.body_read_timeout_secs)
+            .unwrap_or(10);
+        if !(1..=100_000).contains(&max_connections) {
+            return Err(CliError(format!(
+                "max_connections {max_connections} must be 1..=100000"
+            )));
+        }
+        for (name, v) in [
+            ("header_read_timeout_secs", header_timeout),
+            ("body_read_timeout_secs", body_timeout),
+        ] {
+            if !(1..=300).contains(&v) {
+                return Err(CliError(format!("{name} {v} must be 1..=300 seconds")));
+            }
+        }
+        let limits = attest_http::ServerLimits {
+            max_connections: max_connections.unsigned_abs() as usize,
+            header_read_timeout: std::time::Duration::from_secs(header_timeout.unsigned_abs()),
+            body_read_timeout: std::time::Duration::from_secs(body_timeout.unsigned_abs()),
+            shutdown_grace: std::time::Duration::from_secs(10),
+        };
         let mut test_trust_roots = file.test_trust_roots.unwrap_or_default();
         test_trust_roots.extend(args.test_trust_roots.iter().cloned());
         Ok(Config {
@@ -246,6 +279,7 @@ impl Config {
                 || file.test_trust_simulator.unwrap_or(false),
             revocation_source,
             revocation_refresh_secs: refresh.unsigned_abs(),
+            limits,
         })
     }
 }
@@ -482,11 +516,8 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     });
 
     let local = listener.local_addr().map_err(|e| CliError(e.to_string()))?;
-    tracing::info!(address = %local, data_dir = %cfg.data_dir.display(), "listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| CliError(format!("server: {e}")))?;
+    tracing::info!(address = %local, data_dir = %cfg.data_dir.display(), max_connections = cfg.limits.max_connections, "listening");
+    attest_http::serve(listener, app, cfg.limits, shutdown()).await;
     service.store().close().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,0 +1,116 @@
+//! Serving the router over TCP with bounds a hostile client cannot stretch: a cap on open
+//! connections, a time limit for a request's headers (which also ends idle keep-alive
+//! connections), a time limit for reading a body, and a graceful stop.
+//!
+//! `axum::serve` bounds none of these: idle connections, half-sent headers and slow bodies
+//! were held open indefinitely, and a few hundred of them exhausted the file descriptors.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// The bounds of the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Open connections at most; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Time for a client to send a request's headers, counted from when the connection starts
+    /// waiting for them (so it also ends idle keep-alive connections).
+    pub header_read_timeout: Duration,
+    /// Time for a client to send a request's body.
+    pub body_read_timeout: Duration,
+    /// How long a graceful stop waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: default_max_connections(),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// 1024, or three quarters of the process's open-file limit when that is lower (the rest is
+/// for the database, the data directory and the listener).
+pub fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<usize>().ok())
+        });
+    match soft {
+        Some(n) => (n / 4 * 3).clamp(16, 1024),
+        None => 1024,
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` completes, then lets requests in
+/// flight finish (at most `shutdown_grace`) and refuses new ones.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.body_read_timeout,
+    ));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(peer = %peer, max_connections = limits.max_connections, "connection cap reached; closing a new connection");
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                if e.is_timeout() {
+                    tracing::info!(peer = %peer, "connection closed: headers not received in time");
+                } else {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!("requests still in flight after the shutdown grace period");
+        }
+    }
+}

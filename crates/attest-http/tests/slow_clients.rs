@@ -1,0 +1,171 @@
+//! Hostile clients on real loopback sockets: hundreds of idle connections, headers and bodies
+//! trickled a byte at a time, more connections than the cap. The server must close them within
+//! its bounds and keep answering everyone else (`/healthz` here).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use attest_android::TrustAnchors;
+use attest_core::{ManualClock, UnixTime};
+use attest_device::testing::TempDir;
+use attest_http::{AppState, ServerLimits, router};
+use attest_policy::Policy;
+use attest_service::{Service, ServiceConfig, Trust};
+use attest_store::Store;
+use attest_token::Signer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn start(limits: ServerLimits) -> (SocketAddr, TempDir) {
+    let dir = TempDir::new("slow").unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+    let policy = Policy::from_toml("[defaults]\nmin_os_patch_level = 202601\n").unwrap();
+    let service = Arc::new(Service::new(
+        store,
+        Trust::new(policy, TrustAnchors::google(), None),
+        Signer::new(vec![attest_token::SigningKey::generate().unwrap().0]).unwrap(),
+        &[7u8; 32],
+        ServiceConfig::default(),
+        Arc::new(ManualClock::new(UnixTime::from_secs(1_793_491_200))),
+    ));
+    let app = router(AppState::new(service, vec![], vec![]));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(attest_http::serve(
+        listener,
+        app,
+        limits,
+        std::future::pending(),
+    ));
+    (addr, dir)
+}
+
+/// `GET /healthz` on a new connection; the status, or `None` when refused or closed.
+async fn healthz(addr: SocketAddr) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ').nth(1)?.parse().ok()
+}
+
+/// Whether the server has closed `s` (a read returns end of file or an error).
+async fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 512];
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {} // a 408 or similar before closing: keep reading
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_trickling_clients_are_closed_and_healthz_keeps_answering() {
+    let limits = ServerLimits {
+        max_connections: 1024,
+        header_read_timeout: Duration::from_secs(1),
+        body_read_timeout: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let (addr, _dir) = start(limits).await;
+    // 300 idle connections, 50 that trickle their headers, 20 that trickle a body.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut trickle_heads = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+        trickle_heads.push(s);
+    }
+    let mut trickle_bodies = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /v1/challenges HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"wor")
+            .await
+            .unwrap();
+        trickle_bodies.push(s);
+    }
+    let feeder = tokio::spawn(async move {
+        // One more byte each 300 ms: never enough to finish in time.
+        for _ in 0..10 {
+            for s in trickle_heads.iter_mut().chain(trickle_bodies.iter_mut()) {
+                let _ = s.write_all(b"x").await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        (trickle_heads, trickle_bodies)
+    });
+    // Everyone else is served meanwhile.
+    let started = Instant::now();
+    assert_eq!(healthz(addr).await, Some(200));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The idle ones are closed by the server once the header time is up.
+    let mut closed = 0;
+    for s in &mut idle {
+        if closed_by_server(s, Duration::from_secs(4)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 300);
+    let (mut heads, mut bodies) = feeder.await.unwrap();
+    for s in heads.iter_mut().chain(bodies.iter_mut()) {
+        assert!(
+            closed_by_server(s, Duration::from_secs(3)).await,
+            "a trickling client was kept"
+        );
+    }
+    assert_eq!(healthz(addr).await, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_closed_at_once() {
+    let limits = ServerLimits {
+        max_connections: 20,
+        header_read_timeout: Duration::from_secs(2),
+        ..ServerLimits::default()
+    };
+    let (addr, _dir) = start(limits).await;
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The 21st is accepted and closed without an answer.
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    assert!(closed_by_server(&mut extra, Duration::from_secs(1)).await);
+    // Once the held ones time out, the server serves again.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        if healthz(addr).await == Some(200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server did not recover");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(held);
+}
