@@ -633,7 +633,7 @@ impl Verifier {
             anchor,
             provisioning: shape.provisioning,
             leaf_spki: leaf.spki().to_vec(),
-            claims: Claims::from_key_description(&kd, certified_level(ca, &shape)),
+            claims: Claims::from_key_description(&kd, certified_level(ca, &shape)?),
         })
     }
 
@@ -875,7 +875,7 @@ fn says_strongbox(value: &[u8]) -> bool {
 /// provisioning-info extension, but cannot get the root to sign one. Letter case does not matter. A StrongBox
 /// claim under a chain that does not say so is capped at TEE, so a leaked TEE key cannot mint
 /// StrongBox evidence (docs/decisions/0005-security-levels.md).
-fn certified_level(ca: &[Certificate], shape: &Shape) -> SecurityLevel {
+fn certified_level(ca: &[Certificate], shape: &Shape) -> Result<SecurityLevel, Rejection> {
     let says = |c: &Certificate| {
         c.subject_attributes()
             .into_iter()
@@ -883,16 +883,39 @@ fn certified_level(ca: &[Certificate], shape: &Shape) -> SecurityLevel {
     };
     let strongbox = match (shape.google, shape.provisioning) {
         (false, _) => ca.last().is_some_and(says),
-        (true, Provisioning::Remote) => ca.first().is_some_and(|c| {
-            c.subject_attribute(oid::ORGANIZATION)
-                .is_some_and(|o| o.eq_ignore_ascii_case(b"strongbox"))
-        }),
+        (true, Provisioning::Remote) => {
+            let o = ca
+                .first()
+                .and_then(|c| c.subject_attribute(oid::ORGANIZATION));
+            match rkp_certified_level(o) {
+                Some(level) => level == SecurityLevel::StrongBox,
+                None => {
+                    return Err(shape_error(
+                        "the remotely provisioned attestation key certificate names neither TEE nor StrongBox as its organization",
+                    ));
+                }
+            }
+        }
         (true, _) => ca.iter().take(2).any(says),
     };
-    if strongbox {
+    Ok(if strongbox {
         SecurityLevel::StrongBox
     } else {
         SecurityLevel::TrustedEnvironment
+    })
+}
+
+/// The level Google's RKP servers write in the attestation key certificate's `O`: `TEE` or
+/// `StrongBox` (any letter case). Anything else Google's verifier takes for software, so it is
+/// refused here.
+fn rkp_certified_level(organization: Option<&[u8]>) -> Option<SecurityLevel> {
+    let o = organization?;
+    if o.eq_ignore_ascii_case(b"strongbox") {
+        Some(SecurityLevel::StrongBox)
+    } else if o.eq_ignore_ascii_case(b"tee") {
+        Some(SecurityLevel::TrustedEnvironment)
+    } else {
+        None
     }
 }
 
@@ -945,4 +968,29 @@ fn check_attest_key_record(
         return invalid("its root of trust differs from the leaf's");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rkp_organization_must_name_a_hardware_level() {
+        assert_eq!(
+            rkp_certified_level(Some(b"StrongBox")),
+            Some(SecurityLevel::StrongBox)
+        );
+        assert_eq!(
+            rkp_certified_level(Some(b"TEE")),
+            Some(SecurityLevel::TrustedEnvironment)
+        );
+        assert_eq!(
+            rkp_certified_level(Some(b"STRONGBOX")),
+            Some(SecurityLevel::StrongBox)
+        );
+        for bad in [&b"Software"[..], b"", b"Google LLC", b"TEE "] {
+            assert_eq!(rkp_certified_level(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(rkp_certified_level(None), None);
+    }
 }

@@ -1354,3 +1354,80 @@ async fn status_lists_through_the_admin_api_are_bounded_with_the_envelope() {
         &r.text[..r.text.len().min(200)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_and_list_updates_never_undo_each_other() {
+    // Found by review: the verifier's copy of Google's list and the freshness state lived apart,
+    // and concurrent reloads and fetches could leave a fresh-looking service without the list.
+    let Some(chain) = corpus_chain("android-keyattestation/blueline_sdk28_TEE_EC_NONE.pem") else {
+        return;
+    };
+    let device = SoftwareDevice::new().unwrap();
+    let dir = TempDir::new("races").unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+    let policy = policy_for(&device, "");
+    let p2 = policy.clone();
+    let service = Arc::new(
+        Service::new(
+            store,
+            Trust::new(policy, TrustAnchors::google(), None),
+            Signer::new(vec![attest_token::SigningKey::generate().unwrap().0]).unwrap(),
+            &[7u8; 32],
+            ServiceConfig::default(),
+            Arc::new(ManualClock::new(START)),
+        )
+        .with_loader(Box::new(move || {
+            Ok(Trust::new(p2.clone(), TrustAnchors::google(), None))
+        })),
+    );
+    let batch = attest_android::Certificate::from_der(chain[1].clone()).unwrap();
+    let listing = |extra: u32| {
+        let mut entries = serde_json::Map::new();
+        entries.insert(batch.serial_hex(), json!({"status": "REVOKED"}));
+        for i in 0..extra {
+            entries.insert(
+                format!("{:x}", 0xabc0_0000u32 + i),
+                json!({"status": "REVOKED"}),
+            );
+        }
+        attest_android::StatusList::from_json(json!({"entries": entries}).to_string().as_bytes())
+            .unwrap()
+    };
+    let reloader = {
+        let s = Arc::clone(&service);
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                s.reload_policy().unwrap();
+            }
+        })
+    };
+    for i in 0..200 {
+        service.set_google_status_list(listing(i % 7), START);
+    }
+    reloader.join().unwrap();
+    service.reload_policy().unwrap();
+    let report = service.revocation_report();
+    assert!(report.fresh);
+    assert_eq!(report.entries, Some(1 + 199 % 7));
+    // The list the report speaks of is the one the verifier checks.
+    let (id, _) = {
+        let c = service
+            .create_challenge(attest_service::ChallengeRequest {
+                workflow: "enrollment".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        (c.challenge_id, c.nonce)
+    };
+    let r = service
+        .attest(attest_service::AttestationRequest {
+            challenge_id: id,
+            certificate_chain: chain,
+            device_handle: None,
+            proof: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.reasons, [attest_core::ReasonCode::Revoked]);
+}

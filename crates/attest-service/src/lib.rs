@@ -100,8 +100,18 @@ pub struct Trust {
     pub anchors: TrustAnchors,
     /// The revocation list for every chain (operator-supplied), when one is configured.
     pub status_list: Option<StatusList>,
-    /// Checks Google's status list (held by the service, which survives reloads) too.
+    /// Google's status list in this snapshot: the verifier checks it, and its age decides
+    /// whether chains at Google's anchors may be decided, from the same snapshot.
+    google: Option<Arc<GoogleList>>,
     verifier: Verifier,
+}
+
+/// Google's status list and when it was last fetched or confirmed unchanged (an HTTP 304 moves
+/// the time without replacing the list, so it is shared by every snapshot holding the list).
+#[derive(Debug)]
+struct GoogleList {
+    list: StatusList,
+    fetched_at: std::sync::atomic::AtomicI64,
 }
 
 impl Trust {
@@ -114,26 +124,32 @@ impl Trust {
         policy: Policy,
         anchors: TrustAnchors,
         status_list: Option<StatusList>,
-        google_status_list: Option<Arc<StatusList>>,
+        google: Option<Arc<GoogleList>>,
     ) -> Trust {
         let mut verifier = Verifier::new(anchors.clone()).with_link_cache(16_384);
         if let Some(list) = &status_list {
             verifier = verifier.with_status_list(list.clone());
         }
-        if let Some(list) = &google_status_list {
-            verifier = verifier.with_google_status_list(StatusList::clone(list));
+        if let Some(g) = &google {
+            verifier = verifier.with_google_status_list(g.list.clone());
         }
         Trust {
             policy,
             anchors,
             status_list,
+            google,
             verifier,
         }
     }
 
-    /// The same trust with Google's list replaced.
-    fn with_google_status_list(self, list: Option<Arc<StatusList>>) -> Trust {
-        Trust::build(self.policy, self.anchors, self.status_list, list)
+    /// Google's list in this snapshot: its entry count and fetch time.
+    fn google_state(&self) -> Option<(usize, UnixTime)> {
+        self.google.as_ref().map(|g| {
+            (
+                g.list.len(),
+                UnixTime::from_secs(g.fetched_at.load(std::sync::atomic::Ordering::SeqCst)),
+            )
+        })
     }
 
     /// Anchor names, for logs and readiness.
@@ -158,13 +174,6 @@ pub struct RevocationReport {
     pub max_age_secs: i64,
     /// When the last fetch was tried, and what came of it (`ok`, `not_modified`, or the error).
     pub last_attempt: Option<(UnixTime, String)>,
-}
-
-#[derive(Debug, Default)]
-struct GoogleStatus {
-    list: Option<Arc<StatusList>>,
-    fetched_at: Option<UnixTime>,
-    last_attempt: Option<(UnixTime, String)>,
 }
 
 /// Reloads the trust configuration from wherever it came from (the policy file).
@@ -262,7 +271,11 @@ pub struct AttestationResponse {
 pub struct Service {
     store: Store,
     trust: RwLock<Arc<Trust>>,
-    google_status: RwLock<GoogleStatus>,
+    /// When Google's list was last fetched, and what came of it.
+    google_last_attempt: RwLock<Option<(UnixTime, String)>>,
+    /// Held by every read-modify-write of the trust snapshot (reload, Google's list, the admin
+    /// list), so that none undoes another.
+    trust_writes: std::sync::Mutex<()>,
     loader: Option<TrustLoader>,
     /// The status list an operator put through the admin API: it outlives policy reloads and,
     /// with a file, restarts.
@@ -354,7 +367,8 @@ impl Service {
         Service {
             store,
             trust: RwLock::new(Arc::new(trust)),
-            google_status: RwLock::new(GoogleStatus::default()),
+            google_last_attempt: RwLock::new(None),
+            trust_writes: std::sync::Mutex::new(()),
             loader: None,
             admin_status_list: RwLock::new(None),
             admin_status_list_file: None,
@@ -386,6 +400,7 @@ impl Service {
     }
 
     fn put_admin_status_list(&self, list: StatusList) {
+        let _writing = self.write_lock();
         match self.admin_status_list.write() {
             Ok(mut g) => *g = Some(list.clone()),
             Err(p) => *p.into_inner() = Some(list.clone()),
@@ -395,7 +410,7 @@ impl Service {
             current.policy.clone(),
             current.anchors.clone(),
             Some(list),
-            self.google_list(),
+            current.google.clone(),
         ));
     }
 
@@ -912,91 +927,85 @@ impl Service {
         Ok(self.store.outcome_counts(from, to).await?)
     }
 
+    fn write_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.trust_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Reloads the policy (and with it the anchors and status list) through the loader. On
     /// failure the old configuration stays in force.
     pub fn reload_policy(&self) -> Result<String, ServiceError> {
         let loader = self.loader.as_ref().ok_or_else(|| {
             ServiceError::InvalidRequest("this service has no policy file to reload".into())
         })?;
+        let _writing = self.write_lock();
         let trust = loader().map_err(ServiceError::InvalidRequest)?;
         let hash = trust.policy.hash().to_owned();
-        // A list put through the admin API stays in force over the policy's own.
-        let trust = match self.admin_list() {
-            Some(list) => Trust::build(trust.policy, trust.anchors, Some(list), None),
-            None => trust,
-        };
-        self.set_trust(trust.with_google_status_list(self.google_list()));
+        // A list put through the admin API stays in force over the policy's own, and Google's
+        // list over whatever the loader has.
+        let list = self.admin_list().or(trust.status_list);
+        let google = self.trust().google.clone();
+        self.set_trust(Trust::build(trust.policy, trust.anchors, list, google));
         Ok(hash)
-    }
-
-    fn google_list(&self) -> Option<Arc<StatusList>> {
-        self.google_status
-            .read()
-            .map(|g| g.list.clone())
-            .unwrap_or_else(|p| p.into_inner().list.clone())
-    }
-
-    fn update_google_status(&self, f: impl FnOnce(&mut GoogleStatus)) {
-        match self.google_status.write() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
-        }
     }
 
     /// Puts a freshly fetched (or loaded from the data directory) Google status list in force;
     /// `fetched_at` is when it was fetched, which its age counts from.
     pub fn set_google_status_list(&self, list: StatusList, fetched_at: UnixTime) {
-        let list = Arc::new(list);
-        self.update_google_status(|g| {
-            g.list = Some(Arc::clone(&list));
-            g.fetched_at = Some(fetched_at);
+        let google = Arc::new(GoogleList {
+            list,
+            fetched_at: std::sync::atomic::AtomicI64::new(fetched_at.as_secs()),
         });
+        let _writing = self.write_lock();
         let current = self.trust();
         self.set_trust(Trust::build(
             current.policy.clone(),
             current.anchors.clone(),
             current.status_list.clone(),
-            Some(list),
+            Some(google),
         ));
     }
 
     /// Google's server said the list in force is unchanged (HTTP 304) at `at`: it is fresh again.
+    /// Only the fetcher puts Google's list in force, so the list confirmed is the one it has.
     pub fn confirm_google_status_list(&self, at: UnixTime) {
-        self.update_google_status(|g| {
-            if g.list.is_some() {
-                g.fetched_at = Some(at);
-            }
-        });
+        if let Some(g) = &self.trust().google {
+            g.fetched_at
+                .store(at.as_secs(), std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Records the outcome of a fetch attempt (for `/readyz` and metrics).
     pub fn note_google_status_fetch(&self, at: UnixTime, result: impl Into<String>) {
-        let result = result.into();
-        self.update_google_status(|g| g.last_attempt = Some((at, result)));
+        let attempt = Some((at, result.into()));
+        match self.google_last_attempt.write() {
+            Ok(mut g) => *g = attempt,
+            Err(p) => *p.into_inner() = attempt,
+        }
     }
 
     /// The state of Google's status list now.
     pub fn revocation_report(&self) -> RevocationReport {
-        let now = self.clock.now();
+        self.report_for(&self.trust(), self.clock.now())
+    }
+
+    fn report_for(&self, trust: &Trust, now: UnixTime) -> RevocationReport {
         let max_age_secs = self.config.google_status_max_age_secs;
-        let read = |g: &GoogleStatus| {
-            let age_secs = g
-                .fetched_at
-                .map(|t| now.as_secs().saturating_sub(t.as_secs()));
-            RevocationReport {
-                entries: g.list.as_ref().map(|l| l.len()),
-                fetched_at: g.fetched_at,
-                age_secs,
-                // A fetch time in the future (a clock step back) is not trusted as fresh.
-                fresh: g.list.is_some()
-                    && age_secs.is_some_and(|a| (0..=max_age_secs).contains(&a)),
-                max_age_secs,
-                last_attempt: g.last_attempt.clone(),
-            }
-        };
-        match self.google_status.read() {
-            Ok(g) => read(&g),
-            Err(p) => read(&p.into_inner()),
+        let state = trust.google_state();
+        let age_secs = state.map(|(_, t)| now.as_secs().saturating_sub(t.as_secs()));
+        RevocationReport {
+            entries: state.map(|(n, _)| n),
+            fetched_at: state.map(|(_, t)| t),
+            age_secs,
+            // A fetch time in the future (a clock step back) is not trusted as fresh.
+            fresh: age_secs.is_some_and(|a| (0..=max_age_secs).contains(&a)),
+            max_age_secs,
+            last_attempt: self
+                .google_last_attempt
+                .read()
+                .map(|g| g.clone())
+                .unwrap_or_else(|p| p.into_inner().clone()),
         }
     }
 

@@ -31,21 +31,35 @@ pub enum Source {
     /// An `http://` or `https://` URL (Google's by default).
     Url(String),
     /// A file the operator keeps current (offline deployments); its modification time is the
-    /// list's fetch time.
+    /// list's fetch time, so whatever writes it must write only lists it has just fetched.
     File(PathBuf),
 }
 
 impl Source {
-    /// `file:PATH`, or a URL.
+    /// `file:PATH`, an `https://` URL, or an `http://` URL on loopback (a local mirror or a
+    /// test): a list that decides revocation is not fetched over plain HTTP across a network.
     pub fn parse(s: &str) -> Result<Source, String> {
         if let Some(path) = s.strip_prefix("file:") {
             return Ok(Source::File(PathBuf::from(path)));
         }
-        if s.starts_with("https://") || s.starts_with("http://") {
+        if s.starts_with("https://") {
             return Ok(Source::Url(s.to_owned()));
         }
+        if let Some(rest) = s.strip_prefix("http://") {
+            let host = rest.split(['/', '?']).next().unwrap_or_default();
+            let name = match host.rsplit_once(':') {
+                Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+                _ => host,
+            };
+            if ["127.0.0.1", "localhost", "[::1]"].contains(&name) {
+                return Ok(Source::Url(s.to_owned()));
+            }
+            return Err(format!(
+                "revocation_source {s:?}: plain http:// only on loopback; use https://"
+            ));
+        }
         Err(format!(
-            "revocation_source {s:?} is neither an http(s):// URL nor file:PATH"
+            "revocation_source {s:?} is neither an https:// URL nor file:PATH"
         ))
     }
 
@@ -83,8 +97,17 @@ impl StatusSink for Service {
 struct Meta {
     source: String,
     fetched_at: i64,
+    /// SHA-256 (hex) of the kept list: a list file that does not match is not loaded.
+    sha256: String,
     etag: Option<String>,
     last_modified: Option<String>,
+}
+
+/// Share of skipped (non-serial) keys above which a list is refused as not Google's format.
+const MAX_SKIPPED_PER_MILLE: usize = 100;
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    attest_core::hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref())
 }
 
 /// What one attempt did.
@@ -107,6 +130,8 @@ pub struct Fetcher {
     sink: Arc<dyn StatusSink>,
     clock: Arc<dyn Clock>,
     meta: Meta,
+    /// Entries of the last good list, to refuse one that suddenly lost most of them.
+    last_good_entries: Option<usize>,
 }
 
 fn cache_control_max_age(v: &str) -> Option<u64> {
@@ -136,6 +161,8 @@ impl Fetcher {
         clock: Arc<dyn Clock>,
     ) -> Result<Fetcher, String> {
         let client = reqwest::Client::builder()
+            // A redirect could lead anywhere, plain HTTP included: the source is what is fetched.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout)
             .timeout(timeout)
             .user_agent(concat!("enigm-attest/", env!("CARGO_PKG_VERSION")))
@@ -152,11 +179,14 @@ impl Fetcher {
             client,
             sink,
             clock,
+            last_good_entries: None,
         })
     }
 
     /// Puts the copy kept in the data directory in force, with the time it was fetched, when
-    /// it came from the same source. Returns its entry count.
+    /// it came from the same source and is the very list that was recorded (its SHA-256).
+    /// Returns its entry count. The cache validators are not restored: the first fetch after a
+    /// start is unconditional, so a kept copy is never confirmed by a 304 it did not earn.
     pub fn load_cached(&mut self) -> Option<usize> {
         let meta: Meta = std::fs::read(self.data_dir.join(META_FILE))
             .ok()
@@ -165,10 +195,19 @@ impl Fetcher {
             return None;
         }
         let bytes = std::fs::read(self.data_dir.join(CACHE_FILE)).ok()?;
+        if sha256_hex(&bytes) != meta.sha256 {
+            tracing::warn!("the kept status list does not match its recorded SHA-256; not loaded");
+            return None;
+        }
         let list = StatusList::from_json(&bytes).ok()?;
         let n = list.len();
         self.sink.put(list, UnixTime::from_secs(meta.fetched_at));
-        self.meta = meta;
+        self.last_good_entries = Some(n);
+        self.meta = Meta {
+            etag: None,
+            last_modified: None,
+            ..meta
+        };
         Some(n)
     }
 
@@ -316,13 +355,42 @@ impl Fetcher {
             tracing::warn!(count, examples = ?skipped, "status list keys that are not serial numbers were skipped");
         }
         let n = list.len();
-        if let Err(e) = write_atomically(&self.data_dir.join(CACHE_FILE), bytes) {
-            tracing::warn!(error = %e, "could not keep the status list in the data directory");
+        // A response that parses but would switch revocation off is not a good list: empty,
+        // mostly keys that are not serials, or suddenly missing most of its entries.
+        if n == 0 {
+            return Outcome::Failed("refused: the list has no entries".to_owned());
         }
-        self.meta.fetched_at = at.as_secs();
-        self.meta.etag = etag;
-        self.meta.last_modified = last_modified;
-        self.persist_meta();
+        if count * 1000 > (n + count) * MAX_SKIPPED_PER_MILLE {
+            return Outcome::Failed(format!(
+                "refused: {count} of {} keys are not serial numbers",
+                n + count
+            ));
+        }
+        if let Some(last) = self.last_good_entries {
+            if n < last / 2 {
+                return Outcome::Failed(format!(
+                    "refused: {n} entries where the last good list had {last}"
+                ));
+            }
+        }
+        // The metadata (fetch time, validators, hash) is written only once the list it
+        // describes is: the two never disagree.
+        match write_atomically(&self.data_dir.join(CACHE_FILE), bytes) {
+            Ok(()) => {
+                self.meta.fetched_at = at.as_secs();
+                self.meta.sha256 = sha256_hex(bytes);
+                self.meta.etag = etag;
+                self.meta.last_modified = last_modified;
+                self.persist_meta();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not keep the status list in the data directory");
+                // Without a kept copy, a 304 must not confirm anything after a restart.
+                self.meta.etag = None;
+                self.meta.last_modified = None;
+            }
+        }
+        self.last_good_entries = Some(n);
         self.sink.put(list, at);
         Outcome::Updated(n)
     }
@@ -350,7 +418,14 @@ mod tests {
 
     /// 2026-11-01T00:00:00Z.
     const START: UnixTime = UnixTime::from_secs(1_793_491_200);
-    const LIST: &str = r#"{"entries": {"2c8cdddfd5e03bfc": {"status": "REVOKED"}, "not-hex": {"status": "REVOKED"}}}"#;
+    /// Twenty serials and one key that is not a serial.
+    fn list_json(serials: u32) -> String {
+        let mut entries: Vec<String> = (0..serials)
+            .map(|i| format!(r#""{:x}": {{"status": "REVOKED"}}"#, 0x2c8c_dddf_u32 + i))
+            .collect();
+        entries.push(r#""not-hex": {"status": "REVOKED"}"#.to_owned());
+        format!(r#"{{"entries": {{{}}}}}"#, entries.join(", "))
+    }
 
     #[derive(Default)]
     struct Recorder {
@@ -425,11 +500,12 @@ mod tests {
     #[tokio::test]
     async fn fresh_then_not_modified_then_failures_keep_the_last_good_list() {
         let dir = TempDir::new("revocation-fetch").unwrap();
+        let list = list_json(20);
         let (url, seen) = server(vec![
             (
                 None,
                 ok(
-                    LIST,
+                    &list,
                     "ETag: \"v1\"\r\nCache-Control: public, max-age=600\r\n",
                 ),
             ),
@@ -440,7 +516,11 @@ mod tests {
             (None, status(500, "oops")),
             (None, ok("<html>not json</html>", "")),
             (None, ok(r#"{"entries": {"01": {"reason": "x"}}}"#, "")),
-            (Some(Duration::from_secs(2)), ok(LIST, "")),
+            (None, ok(r#"{"entries": {}}"#, "")),
+            (None, ok(r#"{"entries": {"0x2002": {"status": "REVOKED"}, " 2003": {"status": "REVOKED"}, "1": {"status": "REVOKED"}}}"#, "")),
+            (None, ok(r#"{"entries": {"a1": {"status": "REVOKED"}, "a2": {"status": "REVOKED"}, "a3": {"status": "REVOKED"}}}"#, "")),
+            (None, "HTTP/1.1 302 Found\r\nLocation: http://example.invalid/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()),
+            (Some(Duration::from_secs(2)), ok(&list, "")),
         ])
         .await;
         let sink = Arc::new(Recorder::default());
@@ -450,7 +530,7 @@ mod tests {
         let (outcome, wait) = f.fetch_once().await;
         assert_eq!(
             outcome,
-            Outcome::Updated(1),
+            Outcome::Updated(20),
             "the non-hex key is skipped, not fatal"
         );
         assert_eq!(
@@ -458,7 +538,7 @@ mod tests {
             Duration::from_secs(600),
             "Cache-Control max-age is honoured"
         );
-        assert_eq!(sink.puts.lock().unwrap().as_slice(), &[(1, START)]);
+        assert_eq!(sink.puts.lock().unwrap().as_slice(), &[(20, START)]);
 
         clock.advance(3600);
         let (outcome, _) = f.fetch_once().await;
@@ -473,6 +553,10 @@ mod tests {
             "HTTP 500",
             "not a status list",
             "not a status list",
+            "no entries",
+            "are not serial numbers",
+            "where the last good list had 20",
+            "HTTP 302",
             "request failed",
         ] {
             let (outcome, wait) = f.fetch_once().await;
@@ -493,24 +577,39 @@ mod tests {
     #[tokio::test]
     async fn a_restart_works_offline_from_the_kept_copy_with_its_fetch_time() {
         let dir = TempDir::new("revocation-restart").unwrap();
+        let list = list_json(20);
         let (url, _) = server(vec![(
             None,
-            ok(LIST, "Last-Modified: Tue, 01 Dec 2026 00:00:00 GMT\r\n"),
+            ok(
+                &list,
+                "ETag: \"v7\"\r\nLast-Modified: Tue, 01 Dec 2026 00:00:00 GMT\r\n",
+            ),
         )])
         .await;
         let clock = Arc::new(ManualClock::new(START));
         let first = Arc::new(Recorder::default());
         let mut f = fetcher(&url, dir.path(), Arc::clone(&first), Arc::clone(&clock));
-        assert_eq!(f.fetch_once().await.0, Outcome::Updated(1));
+        assert_eq!(f.fetch_once().await.0, Outcome::Updated(20));
 
         // Later, the network is gone: the kept copy comes back with its original fetch time, so
         // its age keeps counting from then.
         clock.advance(7200);
         let second = Arc::new(Recorder::default());
         let mut g = fetcher(&url, dir.path(), Arc::clone(&second), Arc::clone(&clock));
-        assert_eq!(g.load_cached(), Some(1));
-        assert_eq!(second.puts.lock().unwrap().as_slice(), &[(1, START)]);
+        assert_eq!(g.load_cached(), Some(20));
+        assert_eq!(second.puts.lock().unwrap().as_slice(), &[(20, START)]);
+        assert_eq!(
+            g.meta.etag, None,
+            "the first fetch after a start is unconditional"
+        );
         assert!(matches!(g.fetch_once().await.0, Outcome::Failed(_)));
+
+        // A kept list that is not the one recorded (edited, or half-written) is not loaded.
+        std::fs::write(dir.path().join(CACHE_FILE), r#"{"entries": {}}"#).unwrap();
+        let fourth = Arc::new(Recorder::default());
+        let mut k = fetcher(&url, dir.path(), Arc::clone(&fourth), Arc::clone(&clock));
+        assert_eq!(k.load_cached(), None);
+        assert!(fourth.puts.lock().unwrap().is_empty());
 
         // Another source does not reuse it.
         let third = Arc::new(Recorder::default());
@@ -528,7 +627,7 @@ mod tests {
     async fn a_file_source_counts_age_from_its_modification_time() {
         let dir = TempDir::new("revocation-file").unwrap();
         let path = dir.path().join("status.json");
-        std::fs::write(&path, LIST).unwrap();
+        std::fs::write(&path, list_json(20)).unwrap();
         let sink = Arc::new(Recorder::default());
         let mut f = Fetcher::new(
             Source::File(path.clone()),
@@ -539,7 +638,7 @@ mod tests {
             Arc::new(ManualClock::new(START)),
         )
         .unwrap();
-        assert_eq!(f.fetch_once().await.0, Outcome::Updated(1));
+        assert_eq!(f.fetch_once().await.0, Outcome::Updated(20));
         let (_, at) = sink.puts.lock().unwrap()[0];
         let now = attest_core::SystemClock.now();
         assert!(
@@ -558,6 +657,10 @@ mod tests {
             Source::File(PathBuf::from("/etc/status.json"))
         );
         assert!(Source::parse(GOOGLE_STATUS_URL).is_ok());
+        assert!(Source::parse("http://127.0.0.1:8081/status").is_ok());
+        assert!(Source::parse("http://localhost/status").is_ok());
+        assert!(Source::parse("http://android.googleapis.com/attestation/status").is_err());
+        assert!(Source::parse("http://127.0.0.1.example.com/status").is_err());
         assert!(Source::parse("ftp://x").is_err());
         assert_eq!(cache_control_max_age("public, max-age=3600"), Some(3600));
         assert_eq!(cache_control_max_age("no-cache"), None);

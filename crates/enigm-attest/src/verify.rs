@@ -87,6 +87,16 @@ pub fn run(args: &VerifyArgs) -> Result<bool, CliError> {
         &args.trust_roots,
         args.status_list.as_deref(),
     )?;
+    if args.status_list.is_none()
+        && policy
+            .as_ref()
+            .is_none_or(|p| p.policy.trust().status_list.is_none())
+    {
+        // Offline, nothing is fetched: say so rather than let "valid" imply "not revoked".
+        eprintln!(
+            "enigm-attest: revocation not checked (no --status-list); `serve` checks Google's list itself"
+        );
+    }
 
     let mut all_ok = true;
     for path in &args.chains {
