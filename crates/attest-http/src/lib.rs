@@ -583,10 +583,31 @@ async fn require_admin(
     next.run(req).await
 }
 
+/// A device handle from the path, refused with the envelope when it is not UTF-8 or not shaped
+/// like a handle.
+fn handle_param(
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    match p {
+        Ok(Path(h)) if attest_service::is_device_handle(&h) => Ok(h),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "not a device handle (dh_ and 43 base64url characters)",
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            e.body_text(),
+        )),
+    }
+}
+
 async fn admin_device(
     State(state): State<AppState>,
-    Path(handle): Path<String>,
+    handle: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let handle = handle_param(handle)?;
     let d = state.service.device(&handle).await?;
     Ok(Json(json!({
         "device_handle": d.handle,
@@ -606,8 +627,9 @@ async fn admin_device(
 
 async fn admin_revoke(
     State(state): State<AppState>,
-    Path(handle): Path<String>,
+    handle: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let handle = handle_param(handle)?;
     state.service.revoke_device(&handle).await?;
     tracing::warn!(device_handle = %handle, "device revoked by operator");
     Ok(Json(json!({"device_handle": handle, "status": "revoked"})))

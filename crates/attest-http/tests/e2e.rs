@@ -983,18 +983,31 @@ async fn admin_api_with_a_token() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["status"], "active");
     assert_eq!(r.body["model"], "Enigm Phone 1");
-    let r = http(
-        s.addr,
-        "GET",
-        "/admin/v1/devices/dh_unknown",
-        Some(&auth),
-        None,
-    )
-    .await;
+    let unknown = format!("/admin/v1/devices/dh_{}", "B".repeat(43));
+    let r = http(s.addr, "GET", &unknown, Some(&auth), None).await;
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
         (404, Some("not_found"))
     );
+    // Not a handle, and not even UTF-8: the envelope, not plain text.
+    for path in [
+        "/admin/v1/devices/dh_unknown",
+        "/admin/v1/devices/%ff%fe",
+        "/admin/v1/devices/%ff/revoke",
+    ] {
+        let method = if path.ends_with("revoke") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let r = http(s.addr, method, path, Some(&auth), None).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{path}: {}",
+            r.text
+        );
+    }
     let r = http(
         s.addr,
         "GET",
