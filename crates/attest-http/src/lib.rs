@@ -59,6 +59,61 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     admin_token_hashes: Arc<Vec<[u8; 32]>>,
     test_trust: Arc<Vec<String>>,
+    challenge_limit: Arc<RateLimit>,
+}
+
+/// Challenges issued per client address: a token bucket of `burst` challenges refilled at
+/// `per_sec` a second, on the service's clock. Addresses are known only when the server tags
+/// requests with them ([`serve`]); the table is bounded (when full, it starts over).
+#[derive(Debug)]
+pub struct RateLimit {
+    per_sec: u32,
+    burst: u32,
+    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u32, UnixTime)>>,
+}
+
+/// Default per-address challenge rate: 100 a second, bursts of 200.
+pub const DEFAULT_CHALLENGES_PER_SEC: u32 = 100;
+/// Most addresses tracked at once.
+const MAX_TRACKED_ADDRESSES: usize = 100_000;
+
+impl RateLimit {
+    /// `per_sec` a second with bursts of `burst` (0 turns the limit off).
+    pub fn new(per_sec: u32, burst: u32) -> RateLimit {
+        RateLimit {
+            per_sec,
+            burst,
+            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `addr` at `now`; `false` when the bucket is empty.
+    fn allow(&self, addr: std::net::IpAddr, now: UnixTime) -> bool {
+        if self.per_sec == 0 {
+            return true;
+        }
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= MAX_TRACKED_ADDRESSES && !buckets.contains_key(&addr) {
+            buckets.clear();
+        }
+        let (tokens, at) = buckets.entry(addr).or_insert((self.burst, now));
+        let elapsed =
+            u32::try_from(now.as_secs().saturating_sub(at.as_secs()).max(0)).unwrap_or(u32::MAX);
+        if elapsed > 0 {
+            *tokens = tokens
+                .saturating_add(elapsed.saturating_mul(self.per_sec))
+                .min(self.burst);
+            *at = now;
+        }
+        if *tokens == 0 {
+            return false;
+        }
+        *tokens -= 1;
+        true
+    }
 }
 
 impl AppState {
@@ -74,7 +129,17 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             admin_token_hashes: Arc::new(admin_token_hashes),
             test_trust: Arc::new(test_trust),
+            challenge_limit: Arc::new(RateLimit::new(
+                DEFAULT_CHALLENGES_PER_SEC,
+                2 * DEFAULT_CHALLENGES_PER_SEC,
+            )),
         }
+    }
+
+    /// Replaces the per-address challenge limit.
+    pub fn with_challenge_limit(mut self, limit: RateLimit) -> AppState {
+        self.challenge_limit = Arc::new(limit);
+        self
     }
 
     /// The metrics registry.
@@ -270,8 +335,22 @@ struct ChallengeBody {
 
 async fn create_challenge(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     body: Result<Json<ChallengeBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    if let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = peer {
+        if !state.challenge_limit.allow(addr.ip(), state.service.now()) {
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many challenges from this address; retry in a second",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(resp);
+        }
+    }
     let Json(body) = body.map_err(|r| json_error(r, "invalid_request"))?;
     let issued = state
         .service

@@ -25,7 +25,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn start(limits: ServerLimits) -> (SocketAddr, TempDir) {
+    let (addr, dir, _) = start_with(limits, attest_http::RateLimit::new(100, 200)).await;
+    (addr, dir)
+}
+
+async fn start_with(
+    limits: ServerLimits,
+    rate: attest_http::RateLimit,
+) -> (SocketAddr, TempDir, Arc<ManualClock>) {
     let dir = TempDir::new("slow").unwrap();
+    let clock = Arc::new(ManualClock::new(UnixTime::from_secs(1_793_491_200)));
     let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
     let policy = Policy::from_toml("[defaults]\nmin_os_patch_level = 202601\n").unwrap();
     let service = Arc::new(Service::new(
@@ -34,9 +43,9 @@ async fn start(limits: ServerLimits) -> (SocketAddr, TempDir) {
         Signer::new(vec![attest_token::SigningKey::generate().unwrap().0]).unwrap(),
         &[7u8; 32],
         ServiceConfig::default(),
-        Arc::new(ManualClock::new(UnixTime::from_secs(1_793_491_200))),
+        clock.clone(),
     ));
-    let app = router(AppState::new(service, vec![], vec![]));
+    let app = router(AppState::new(service, vec![], vec![]).with_challenge_limit(rate));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(attest_http::serve(
@@ -45,7 +54,7 @@ async fn start(limits: ServerLimits) -> (SocketAddr, TempDir) {
         limits,
         std::future::pending(),
     ));
-    (addr, dir)
+    (addr, dir, clock)
 }
 
 /// `GET /healthz` on a new connection; the status, or `None` when refused or closed.
@@ -168,4 +177,49 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(held);
+}
+
+/// `POST /v1/challenges` for enrollment; the status and error code.
+async fn challenge(addr: SocketAddr) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"workflow": "enrollment"}"#;
+    s.write_all(
+        format!(
+            "POST /v1/challenges HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+#[tokio::test]
+async fn challenges_are_limited_per_client_address() {
+    let (addr, _dir, clock) =
+        start_with(ServerLimits::default(), attest_http::RateLimit::new(2, 4)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(challenge(addr).await);
+    }
+    assert_eq!(
+        statuses.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [201, 201, 201, 201, 429, 429]
+    );
+    let (_, refused) = &statuses[4];
+    assert!(
+        refused.contains("\"rate_limited\"")
+            && refused.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refused}"
+    );
+    // A second later, two more.
+    clock.advance(1);
+    assert_eq!(challenge(addr).await.0, 201);
+    assert_eq!(challenge(addr).await.0, 201);
+    assert_eq!(challenge(addr).await.0, 429);
 }

@@ -64,6 +64,7 @@ struct FileConfig {
     revocation_refresh_secs: Option<i64>,
     revocation_max_age_secs: Option<i64>,
     max_connections: Option<i64>,
+    challenges_per_sec: Option<i64>,
     header_read_timeout_secs: Option<i64>,
     body_read_timeout_secs: Option<i64>,
 }
@@ -82,6 +83,7 @@ pub struct Config {
     pub revocation_source: crate::revocation::Source,
     pub revocation_refresh_secs: u64,
     pub limits: attest_http::ServerLimits,
+    pub challenges_per_sec: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -102,6 +104,7 @@ impl std::fmt::Debug for Config {
             .field("revocation_source", &self.revocation_source)
             .field("revocation_refresh_secs", &self.revocation_refresh_secs)
             .field("limits", &self.limits)
+            .field("challenges_per_sec", &self.challenges_per_sec)
             .finish()
     }
 }
@@ -251,6 +254,17 @@ impl Config {
                 return Err(CliError(format!("{name} {v} must be 1..=300 seconds")));
             }
         }
+        let challenges_per_sec = env_i64("CHALLENGES_PER_SEC")?
+            .or(file.challenges_per_sec)
+            .unwrap_or(i64::from(attest_http::DEFAULT_CHALLENGES_PER_SEC));
+        let challenges_per_sec = u32::try_from(challenges_per_sec)
+            .ok()
+            .filter(|v| (1..=1_000_000).contains(v))
+            .ok_or_else(|| {
+                CliError(format!(
+                    "challenges_per_sec {challenges_per_sec} must be 1..=1000000"
+                ))
+            })?;
         let limits = attest_http::ServerLimits {
             max_connections: max_connections.unsigned_abs() as usize,
             header_read_timeout: std::time::Duration::from_secs(header_timeout.unsigned_abs()),
@@ -280,6 +294,7 @@ impl Config {
             revocation_source,
             revocation_refresh_secs: refresh.unsigned_abs(),
             limits,
+            challenges_per_sec,
         })
     }
 }
@@ -477,6 +492,10 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         cfg.admin_token_hashes.clone(),
         test_trust,
     );
+    let state = state.with_challenge_limit(attest_http::RateLimit::new(
+        cfg.challenges_per_sec,
+        cfg.challenges_per_sec.saturating_mul(2),
+    ));
     let app = attest_http::router(state);
 
     // Google's status list: the copy kept in the data directory first (a restart works
