@@ -38,6 +38,15 @@ pub const MAX_RESOURCE_LEN: usize = 128;
 /// Longest challenge id accepted on input (ours are `ch_` and 22 base64url characters).
 pub const MAX_CHALLENGE_ID_LEN: usize = 64;
 
+/// Writes `bytes` to `path` through a synced temporary file and a rename, so that a crash never
+/// leaves a half-written file where a good one was.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Whether `s` has the shape of a device handle: `dh_` and 43 base64url characters (an
 /// HMAC-SHA-256, unpadded).
 pub fn is_device_handle(s: &str) -> bool {
@@ -544,6 +553,27 @@ impl Service {
         })
     }
 
+    /// Consumes a challenge (atomically: at most one caller gets it) and reads its workflow.
+    async fn spend_challenge(
+        &self,
+        challenge_id: &str,
+    ) -> Result<(ChallengeRecord, Workflow), ServiceError> {
+        let challenge = self
+            .store
+            .consume_challenge(challenge_id)
+            .await?
+            .ok_or_else(|| {
+                refused(
+                    ReasonCode::ReplayAttempt,
+                    "unknown or already used challenge",
+                )
+            })?;
+        let workflow = Workflow::from_name(&challenge.workflow).ok_or_else(|| {
+            ServiceError::Internal("stored challenge has an unknown workflow".into())
+        })?;
+        Ok((challenge, workflow))
+    }
+
     /// Refuses an attestation request that could not be read (a certificate that is not base64,
     /// a proof that is not base64url, an unknown field, an oversized body) but whose challenge id
     /// could: the challenge is spent and the refusal recorded, as for any other answer to it
@@ -559,18 +589,9 @@ impl Service {
             return refused(code, message);
         }
         let now = self.clock.now();
-        let challenge = match self.store.consume_challenge(challenge_id).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                return refused(
-                    ReasonCode::ReplayAttempt,
-                    "unknown or already used challenge",
-                );
-            }
-            Err(e) => return e.into(),
-        };
-        let Some(workflow) = Workflow::from_name(&challenge.workflow) else {
-            return ServiceError::Internal("stored challenge has an unknown workflow".into());
+        let (challenge, workflow) = match self.spend_challenge(challenge_id).await {
+            Ok(c) => c,
+            Err(e) => return e,
         };
         let trust = self.trust();
         let cx = Ctx {
@@ -600,25 +621,13 @@ impl Service {
             ));
         }
         // The challenge is spent first, whatever follows.
-        let challenge = self
-            .store
-            .consume_challenge(&req.challenge_id)
-            .await?
-            .ok_or_else(|| {
-                refused(
-                    ReasonCode::ReplayAttempt,
-                    "unknown or already used challenge",
-                )
-            })?;
+        let (challenge, workflow) = self.spend_challenge(&req.challenge_id).await?;
         if now >= challenge.expires_at {
             return Err(refused(
                 ReasonCode::StaleAttestation,
                 "the challenge expired",
             ));
         }
-        let workflow = Workflow::from_name(&challenge.workflow).ok_or_else(|| {
-            ServiceError::Internal("stored challenge has an unknown workflow".into())
-        })?;
         let trust = self.trust();
         let cx = Ctx {
             challenge: &challenge,
@@ -1017,10 +1026,7 @@ impl Service {
             StatusList::from_json(json).map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
         let n = list.len();
         if let Some(path) = &self.admin_status_list_file {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, json)
-                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-                .and_then(|()| std::fs::rename(&tmp, path))
+            write_atomically(path, json)
                 .map_err(|e| ServiceError::Internal(format!("{}: {e}", path.display())))?;
         }
         self.put_admin_status_list(list);

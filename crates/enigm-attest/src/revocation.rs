@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use attest_android::{MAX_STATUS_LIST_BYTES, StatusList};
 use attest_core::{Clock, UnixTime};
-use attest_service::Service;
+use attest_service::{Service, write_atomically};
 use serde::{Deserialize, Serialize};
 
 /// Where Google publishes the list (developer.android.com, key attestation guide).
@@ -138,15 +138,6 @@ fn cache_control_max_age(v: &str) -> Option<u64> {
     v.split(',')
         .filter_map(|d| d.trim().strip_prefix("max-age="))
         .find_map(|n| n.trim().parse().ok())
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves a
-/// half-written list.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 impl Fetcher {
