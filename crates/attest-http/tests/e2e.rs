@@ -570,6 +570,14 @@ async fn challenges_are_single_use_expire_and_are_bound() {
         (410, Some("stale_attestation"))
     );
     assert_eq!(s.post("/v1/attestations", &body).await.status, 409);
+    // Both show in /metrics by code.
+    let m = http(s.addr, "GET", "/metrics", None, None).await;
+    for series in [
+        r#"enigm_attest_refusals_total{route="/v1/attestations",status="410",code="stale_attestation"} 1"#,
+        r#"enigm_attest_refusals_total{route="/v1/attestations",status="409",code="replay_attempt"}"#,
+    ] {
+        assert!(m.text.contains(series), "{series}\n{}", m.text);
+    }
 
     // A challenge issued for another workflow or resource: the proof names what the device
     // was asked for; a proof for anything else fails.
