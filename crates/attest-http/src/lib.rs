@@ -754,9 +754,14 @@ async fn admin_outcomes(
 }
 
 async fn admin_reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let hash = state.service.reload_policy().inspect_err(|e| {
-        tracing::warn!(error = %e, "policy reload failed; the previous policy stays in force");
-    })?;
+    // Reading and checking the policy files is blocking work: off the request threads.
+    let service = Arc::clone(&state.service);
+    let hash = tokio::task::spawn_blocking(move || service.reload_policy())
+        .await
+        .map_err(|e| ServiceError::Internal(format!("policy reload task: {e}")))?
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "policy reload failed; the previous policy stays in force");
+        })?;
     tracing::warn!(policy_hash = %hash, "policy reloaded");
     Ok(Json(json!({"policy_hash": hash})))
 }

@@ -5,8 +5,10 @@
 //! `axum::serve` bounds none of these: idle connections, half-sent headers and slow bodies
 //! were held open indefinitely, and a few hundred of them exhausted the file descriptors.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,6 +21,9 @@ use tokio::sync::Semaphore;
 pub struct ServerLimits {
     /// Open connections at most; more are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// Open connections from one client address (IPv6: one /64) at most, so that one client
+    /// cannot take every slot.
+    pub max_connections_per_address: usize,
     /// Time for a client to send a request's headers, counted from when the connection starts
     /// waiting for them (so it also ends idle keep-alive connections).
     pub header_read_timeout: Duration,
@@ -30,8 +35,10 @@ pub struct ServerLimits {
 
 impl Default for ServerLimits {
     fn default() -> Self {
+        let max_connections = default_max_connections();
         ServerLimits {
-            max_connections: default_max_connections(),
+            max_connections,
+            max_connections_per_address: (max_connections / 4).max(1),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
@@ -56,6 +63,57 @@ pub fn default_max_connections() -> usize {
     }
 }
 
+/// Open connections per client address; a slot is given back when its [`AddressSlot`] drops.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+struct AddressSlot(Arc<PerAddress>, IpAddr);
+
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            for b in o.iter_mut().skip(8) {
+                *b = 0;
+            }
+            IpAddr::V6(o.into())
+        }
+        v4 => v4,
+    }
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
+        let key = client_key(ip);
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot(Arc::clone(self), key))
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .0
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
 /// Serves `app` on `listener` within `limits` until `shutdown` completes, then lets requests in
 /// flight finish (at most `shutdown_grace`) and refuses new ones.
 pub async fn serve(
@@ -68,6 +126,7 @@ pub async fn serve(
         limits.body_read_timeout,
     ));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(PerAddress::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -83,6 +142,12 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Some(address_slot) = per_address.take(peer.ip(), limits.max_connections_per_address)
+        else {
+            tracing::warn!(peer = %peer, max = limits.max_connections_per_address, "per-address connection cap reached; closing a new connection");
+            drop(stream);
+            continue;
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             tracing::warn!(peer = %peer, max_connections = limits.max_connections, "connection cap reached; closing a new connection");
@@ -113,6 +178,7 @@ pub async fn serve(
                 }
             }
             drop(slot);
+            drop(address_slot);
         });
     }
     drop(listener);

@@ -570,7 +570,20 @@ async fn challenges_are_single_use_expire_and_are_bound() {
         (410, Some("stale_attestation"))
     );
     assert_eq!(s.post("/v1/attestations", &body).await.status, 409);
-    // Both show in /metrics by code.
+    // The expired answer is recorded as the challenge's outcome, and both show in /metrics.
+    let outcomes = http(
+        s.addr,
+        "GET",
+        "/admin/v1/outcomes?from=2026-01-01T00:00:00Z&to=2100-01-01T00:00:00Z",
+        Some(&format!("Bearer {ADMIN_TOKEN}")),
+        None,
+    )
+    .await;
+    assert!(
+        outcomes.text.contains("stale_attestation"),
+        "{}",
+        outcomes.text
+    );
     let m = http(s.addr, "GET", "/metrics", None, None).await;
     for series in [
         r#"enigm_attest_refusals_total{route="/v1/attestations",status="410",code="stale_attestation"} 1"#,

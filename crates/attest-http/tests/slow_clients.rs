@@ -90,6 +90,7 @@ async fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
 async fn idle_and_trickling_clients_are_closed_and_healthz_keeps_answering() {
     let limits = ServerLimits {
         max_connections: 1024,
+        max_connections_per_address: 1024,
         header_read_timeout: Duration::from_secs(1),
         body_read_timeout: Duration::from_secs(1),
         shutdown_grace: Duration::from_secs(1),
@@ -155,6 +156,7 @@ async fn idle_and_trickling_clients_are_closed_and_healthz_keeps_answering() {
 async fn connections_beyond_the_cap_are_closed_at_once() {
     let limits = ServerLimits {
         max_connections: 20,
+        max_connections_per_address: 20,
         header_read_timeout: Duration::from_secs(2),
         ..ServerLimits::default()
     };
@@ -222,4 +224,26 @@ async fn challenges_are_limited_per_client_address() {
     assert_eq!(challenge(addr).await.0, 201);
     assert_eq!(challenge(addr).await.0, 201);
     assert_eq!(challenge(addr).await.0, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_slot() {
+    let limits = ServerLimits {
+        max_connections: 100,
+        max_connections_per_address: 5,
+        header_read_timeout: Duration::from_secs(2),
+        ..ServerLimits::default()
+    };
+    let (addr, _dir) = start(limits).await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut sixth = TcpStream::connect(addr).await.unwrap();
+    assert!(closed_by_server(&mut sixth, Duration::from_secs(1)).await);
+    // A slot given back is usable again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(healthz(addr).await, Some(200));
 }

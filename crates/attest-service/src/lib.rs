@@ -41,10 +41,18 @@ pub const MAX_CHALLENGE_ID_LEN: usize = 64;
 /// Writes `bytes` to `path` through a synced temporary file and a rename, so that a crash never
 /// leaves a half-written file where a good one was.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // A name of its own per write: two writers never rename each other's half-written file.
+    let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{n}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // The rename itself is durable once the directory is synced.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Whether `s` has the shape of a device handle: `dh_` and 43 base64url characters (an
@@ -410,6 +418,11 @@ impl Service {
 
     fn put_admin_status_list(&self, list: StatusList) {
         let _writing = self.write_lock();
+        self.put_admin_status_list_locked(list);
+    }
+
+    /// [`Service::put_admin_status_list`] with the write lock already held.
+    fn put_admin_status_list_locked(&self, list: StatusList) {
         match self.admin_status_list.write() {
             Ok(mut g) => *g = Some(list.clone()),
             Err(p) => *p.into_inner() = Some(list.clone()),
@@ -613,21 +626,9 @@ impl Service {
         req: AttestationRequest,
     ) -> Result<AttestationResponse, ServiceError> {
         let now = self.clock.now();
-        // Rule 1 before anything else touches the evidence.
-        if req.certificate_chain.len() > MAX_CHAIN_CERTIFICATES {
-            return Err(refused(
-                ReasonCode::MalformedEvidence,
-                format!("more than {MAX_CHAIN_CERTIFICATES} certificates"),
-            ));
-        }
-        // The challenge is spent first, whatever follows.
+        // The challenge is spent first, whatever follows; refusals before any appraisal are
+        // recorded as its outcome too.
         let (challenge, workflow) = self.spend_challenge(&req.challenge_id).await?;
-        if now >= challenge.expires_at {
-            return Err(refused(
-                ReasonCode::StaleAttestation,
-                "the challenge expired",
-            ));
-        }
         let trust = self.trust();
         let cx = Ctx {
             challenge: &challenge,
@@ -635,6 +636,23 @@ impl Service {
             trust: &trust,
             now,
         };
+        if now >= challenge.expires_at {
+            self.record(&cx, None, &[ReasonCode::StaleAttestation], None)
+                .await?;
+            return Err(refused(
+                ReasonCode::StaleAttestation,
+                "the challenge expired",
+            ));
+        }
+        // Rule 1 before anything else touches the evidence.
+        if req.certificate_chain.len() > MAX_CHAIN_CERTIFICATES {
+            self.record(&cx, None, &[ReasonCode::MalformedEvidence], None)
+                .await?;
+            return Err(refused(
+                ReasonCode::MalformedEvidence,
+                format!("more than {MAX_CHAIN_CERTIFICATES} certificates"),
+            ));
+        }
 
         let appraisal =
             trust
@@ -648,7 +666,9 @@ impl Service {
             .as_ref()
             .is_some_and(AnchorId::is_google)
         {
-            let report = self.revocation_report();
+            // The same snapshot the chain was appraised with: a list arriving meanwhile does
+            // not vouch for an appraisal made without it.
+            let report = self.report_for(&trust, now);
             if !report.fresh {
                 tracing::warn!(workflow = %workflow, age_secs = ?report.age_secs, "Google status list unavailable or too old; chain not decided");
                 return Err(ServiceError::RevocationUnavailable(match report.age_secs {
@@ -1025,11 +1045,13 @@ impl Service {
         let list =
             StatusList::from_json(json).map_err(|e| ServiceError::InvalidRequest(e.to_string()))?;
         let n = list.len();
+        // File and memory change together: a concurrent PUT waits.
+        let _writing = self.write_lock();
         if let Some(path) = &self.admin_status_list_file {
             write_atomically(path, json)
                 .map_err(|e| ServiceError::Internal(format!("{}: {e}", path.display())))?;
         }
-        self.put_admin_status_list(list);
+        self.put_admin_status_list_locked(list);
         Ok(n)
     }
 

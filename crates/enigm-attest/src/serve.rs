@@ -64,6 +64,7 @@ struct FileConfig {
     revocation_refresh_secs: Option<i64>,
     revocation_max_age_secs: Option<i64>,
     max_connections: Option<i64>,
+    max_connections_per_address: Option<i64>,
     challenges_per_sec: Option<i64>,
     header_read_timeout_secs: Option<i64>,
     body_read_timeout_secs: Option<i64>,
@@ -235,6 +236,14 @@ impl Config {
         let max_connections = env_i64("MAX_CONNECTIONS")?
             .or(file.max_connections)
             .unwrap_or(attest_http::default_max_connections() as i64);
+        let per_address = env_i64("MAX_CONNECTIONS_PER_ADDRESS")?
+            .or(file.max_connections_per_address)
+            .unwrap_or((max_connections / 4).max(1));
+        if !(1..=max_connections).contains(&per_address) {
+            return Err(CliError(format!(
+                "max_connections_per_address {per_address} must be 1..=max_connections ({max_connections})"
+            )));
+        }
         let header_timeout = env_i64("HEADER_READ_TIMEOUT_SECS")?
             .or(file.header_read_timeout_secs)
             .unwrap_or(10);
@@ -267,6 +276,7 @@ impl Config {
             })?;
         let limits = attest_http::ServerLimits {
             max_connections: max_connections.unsigned_abs() as usize,
+            max_connections_per_address: per_address.unsigned_abs() as usize,
             header_read_timeout: std::time::Duration::from_secs(header_timeout.unsigned_abs()),
             body_read_timeout: std::time::Duration::from_secs(body_timeout.unsigned_abs()),
             shutdown_grace: std::time::Duration::from_secs(10),
