@@ -27,7 +27,7 @@ mod metrics;
 mod server;
 
 pub use metrics::Metrics;
-pub use server::{ServerLimits, default_max_connections, serve};
+pub use server::{ServerLimits, TlsExporter, default_max_connections, serve, tls_config};
 
 /// Largest request body accepted (a 10-certificate chain in base64 fits several times over).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -60,6 +60,7 @@ pub struct AppState {
     admin_token_hashes: Arc<Vec<[u8; 32]>>,
     test_trust: Arc<Vec<String>>,
     challenge_limit: Arc<RateLimit>,
+    transport_binding: bool,
 }
 
 /// Challenges issued per client address: a token bucket of `burst` challenges refilled at
@@ -133,7 +134,15 @@ impl AppState {
                 DEFAULT_CHALLENGES_PER_SEC,
                 2 * DEFAULT_CHALLENGES_PER_SEC,
             )),
+            transport_binding: false,
         }
+    }
+
+    /// Says (in `/readyz`) whether proofs are bound to the TLS connection: true only when the
+    /// service itself terminates TLS.
+    pub fn with_transport_binding(mut self, bound: bool) -> AppState {
+        self.transport_binding = bound;
+        self
     }
 
     /// Replaces the per-address challenge limit.
@@ -428,6 +437,7 @@ fn scan_challenge_id(bytes: &[u8]) -> Option<String> {
 
 async fn attest(
     State(state): State<AppState>,
+    exporter: Option<axum::Extension<TlsExporter>>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
@@ -550,6 +560,7 @@ async fn attest(
             certificate_chain: chain,
             device_handle: body.device_handle,
             proof,
+            tls_exporter: exporter.map(|axum::Extension(TlsExporter(e))| e),
         })
         .await?;
     let decision = if r.eligible { "eligible" } else { "ineligible" };
@@ -598,6 +609,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "status_list_entries": trust.status_list.as_ref().map(|l| l.len()),
         "google_status_list": revocation_json(&state.service.revocation_report()),
         "test_only_trust": *state.test_trust,
+        "transport_binding": state.transport_binding,
     });
     let status = if db.is_ok() {
         StatusCode::OK

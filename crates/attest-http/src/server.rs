@@ -114,14 +114,39 @@ impl Drop for AddressSlot {
     }
 }
 
-/// Serves `app` on `listener` within `limits` until `shutdown` completes, then lets requests in
-/// flight finish (at most `shutdown_grace`) and refuses new ones.
+/// The TLS exporter value of a request's connection (RFC 9266: label
+/// `EXPORTER-Channel-Binding`, no context, 32 bytes), put in the request's extensions by
+/// [`serve`] on TLS connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsExporter(pub [u8; 32]);
+
+/// A TLS 1.3 server configuration (aws-lc-rs; no 0-RTT, no TLS 1.2) for `cert_chain` and `key`.
+pub fn tls_config(
+    cert_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(cert_chain, key)?;
+    // Early data could be replayed; a bound request must never be.
+    config.max_early_data_size = 0;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `app` on `listener` within `limits` (over TLS when `tls` is given) until `shutdown`
+/// completes, then lets requests in flight finish (at most `shutdown_grace`) and refuses new
+/// ones.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
         limits.body_read_timeout,
     ));
@@ -154,23 +179,54 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        // The peer's address, for the per-address challenge limit.
-        let tagged = tower::ServiceExt::map_request(
-            app.clone(),
-            move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                req
-            },
-        );
-        let service = hyper_util::service::TowerToHyperService::new(tagged);
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let app = app.clone();
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let served = match acceptor {
+                None => serve_connection(stream, peer, None, app, &limits, watcher).await,
+                Some(acceptor) => {
+                    // The handshake counts against the header time too.
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                            .await;
+                    match handshake {
+                        Ok(Ok(tls)) => {
+                            let mut exporter = [0u8; 32];
+                            match tls.get_ref().1.export_keying_material(
+                                &mut exporter,
+                                b"EXPORTER-Channel-Binding",
+                                None,
+                            ) {
+                                Ok(_) => {
+                                    serve_connection(
+                                        tls,
+                                        peer,
+                                        Some(TlsExporter(exporter)),
+                                        app,
+                                        &limits,
+                                        watcher,
+                                    )
+                                    .await
+                                }
+                                Err(e) => {
+                                    tracing::warn!(peer = %peer, error = %e, "no TLS exporter");
+                                    Ok(())
+                                }
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %peer, "connection closed: TLS handshake not finished in time");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
                 if e.is_timeout() {
                     tracing::info!(peer = %peer, "connection closed: headers not received in time");
                 } else {
@@ -188,4 +244,35 @@ pub async fn serve(
             tracing::warn!("requests still in flight after the shutdown grace period");
         }
     }
+}
+
+/// Serves one connection: every request carries the peer's address and, on TLS, the exporter.
+async fn serve_connection<IO>(
+    io: IO,
+    peer: std::net::SocketAddr,
+    exporter: Option<TlsExporter>,
+    app: Router,
+    limits: &ServerLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), hyper::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let tagged = tower::ServiceExt::map_request(
+        app,
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            if let Some(e) = exporter {
+                req.extensions_mut().insert(e);
+            }
+            req
+        },
+    );
+    let service = hyper_util::service::TowerToHyperService::new(tagged);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    watcher.watch(conn).await
 }

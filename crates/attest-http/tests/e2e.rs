@@ -1460,6 +1460,7 @@ async fn reloads_and_list_updates_never_undo_each_other() {
             certificate_chain: chain,
             device_handle: None,
             proof: None,
+            tls_exporter: None,
         })
         .await
         .unwrap();

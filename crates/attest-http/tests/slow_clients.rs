@@ -52,6 +52,7 @@ async fn start_with(
         listener,
         app,
         limits,
+        None,
         std::future::pending(),
     ));
     (addr, dir, clock)

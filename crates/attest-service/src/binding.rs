@@ -40,7 +40,40 @@ pub fn proof_message(
     .into_bytes()
 }
 
+/// Version 2, on TLS connections: the six lines of version 1 with `v2` in the first, then a
+/// seventh, the base64url (no padding) of the 32-byte TLS exporter value of the connection
+/// (label `EXPORTER-Channel-Binding`, no context):
+///
+/// ```text
+/// enigm-attest proof v2
+/// <challenge_id>
+/// <nonce, base64url as issued>
+/// <workflow>
+/// <resource, empty line when none>
+/// <SHA-256 of K_eph's SubjectPublicKeyInfo, lowercase hex>
+/// <TLS exporter, base64url>
+/// ```
+pub fn proof_message_v2(
+    challenge_id: &str,
+    nonce: &[u8],
+    workflow: &str,
+    resource: &str,
+    fresh_key_spki: &[u8],
+    tls_exporter: &[u8; 32],
+) -> Vec<u8> {
+    let key_hash = attest_android::hex(digest::digest(&digest::SHA256, fresh_key_spki).as_ref());
+    format!(
+        "enigm-attest proof v2\n{challenge_id}\n{}\n{workflow}\n{resource}\n{key_hash}\n{}\n",
+        b64url(nonce),
+        b64url(tls_exporter)
+    )
+    .into_bytes()
+}
+
 pub(crate) struct Inputs<'a> {
+    /// The exporter value of the TLS connection the request came on, when the service
+    /// terminates TLS.
+    pub tls_exporter: Option<&'a [u8; 32]>,
     pub challenge: &'a ChallengeRecord,
     pub request_handle: Option<&'a str>,
     pub device: Option<&'a DeviceRecord>,
@@ -77,18 +110,32 @@ pub(crate) fn check(i: Inputs<'_>) -> Bound {
             reasons,
         };
     };
-    let message = proof_message(
-        &i.challenge.id,
-        &i.challenge.nonce,
-        &i.challenge.workflow,
-        &i.challenge.resource,
-        i.fresh_key,
-    );
+    let c = i.challenge;
+    let message = match i.tls_exporter {
+        Some(exporter) => proof_message_v2(
+            &c.id,
+            &c.nonce,
+            &c.workflow,
+            &c.resource,
+            i.fresh_key,
+            exporter,
+        ),
+        None => proof_message(&c.id, &c.nonce, &c.workflow, &c.resource, i.fresh_key),
+    };
     let proven = i
         .proof
         .is_some_and(|p| verify_with_spki(&device.key_spki, &message, p).is_ok());
     if !proven {
-        fail(&mut reasons, ReasonCode::RequestBindingFailed);
+        // On TLS, a proof that does not cover this connection is a proof of another one (a
+        // relay), or of none.
+        fail(
+            &mut reasons,
+            if i.tls_exporter.is_some() {
+                ReasonCode::TransportBindingFailed
+            } else {
+                ReasonCode::RequestBindingFailed
+            },
+        );
         return Bound {
             device: None,
             reasons,

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 mod binding;
 
-pub use binding::proof_message;
+pub use binding::{proof_message, proof_message_v2};
 
 /// Largest status list accepted (also through the admin API).
 pub use attest_android::MAX_STATUS_LIST_BYTES;
@@ -263,8 +263,12 @@ pub struct AttestationRequest {
     pub certificate_chain: Vec<Vec<u8>>,
     /// The enrolled device's handle (every workflow but enrollment).
     pub device_handle: Option<String>,
-    /// Signature by the enrolled device key over [`proof_message`].
+    /// Signature by the enrolled device key over [`proof_message`] (or, on a TLS connection
+    /// the service terminates, [`proof_message_v2`]).
     pub proof: Option<Vec<u8>>,
+    /// The TLS exporter value of the connection the request came on (RFC 9266), when the
+    /// service terminates TLS.
+    pub tls_exporter: Option<[u8; 32]>,
 }
 
 /// The answer to an attestation.
@@ -324,6 +328,8 @@ struct Ctx<'a> {
     workflow: Workflow,
     trust: &'a Trust,
     now: UnixTime,
+    /// The TLS exporter of the request's connection, when the service terminates TLS.
+    tls_exporter: Option<[u8; 32]>,
 }
 
 fn decision_name(reasons: &[ReasonCode]) -> &'static str {
@@ -612,6 +618,7 @@ impl Service {
             workflow,
             trust: &trust,
             now,
+            tls_exporter: None,
         };
         if let Err(e) = self.record(&cx, None, &[code], None).await {
             return e;
@@ -635,6 +642,7 @@ impl Service {
             workflow,
             trust: &trust,
             now,
+            tls_exporter: req.tls_exporter,
         };
         if now >= challenge.expires_at {
             self.record(&cx, None, &[ReasonCode::StaleAttestation], None)
@@ -784,6 +792,7 @@ impl Service {
             Some(h) => self.store.device(h).await?,
         };
         let bound = binding::check(binding::Inputs {
+            tls_exporter: cx.tls_exporter.as_ref(),
             challenge: cx.challenge,
             request_handle: handle,
             device: device.as_ref(),

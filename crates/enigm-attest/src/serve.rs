@@ -39,6 +39,16 @@ pub struct ServeArgs {
     /// by /readyz. Never use in production.
     #[arg(long = "test-trust-root", value_name = "PEM")]
     test_trust_roots: Vec<PathBuf>,
+    /// TLS certificate chain (PEM, leaf first): serve TLS 1.3 and bind proofs to the connection.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM, PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TLS ends in a proxy in front of this service: plain HTTP here, and transport binding is
+    /// not claimed (`/readyz` says so).
+    #[arg(long)]
+    behind_tls_proxy: bool,
     /// TEST ONLY: trust the simulator root of `enigm-attest sim` (its private key is public).
     /// Logged loudly and shown by /readyz. Never use in production.
     #[arg(long)]
@@ -60,6 +70,9 @@ struct FileConfig {
     signing_key: Option<PathBuf>,
     test_trust_roots: Option<Vec<PathBuf>>,
     test_trust_simulator: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    behind_tls_proxy: Option<bool>,
     revocation_source: Option<String>,
     revocation_refresh_secs: Option<i64>,
     revocation_max_age_secs: Option<i64>,
@@ -85,6 +98,9 @@ pub struct Config {
     pub revocation_refresh_secs: u64,
     pub limits: attest_http::ServerLimits,
     pub challenges_per_sec: u32,
+    /// Certificate chain and key files, when this service terminates TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub behind_tls_proxy: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -106,6 +122,8 @@ impl std::fmt::Debug for Config {
             .field("revocation_refresh_secs", &self.revocation_refresh_secs)
             .field("limits", &self.limits)
             .field("challenges_per_sec", &self.challenges_per_sec)
+            .field("tls", &self.tls)
+            .field("behind_tls_proxy", &self.behind_tls_proxy)
             .finish()
     }
 }
@@ -281,6 +299,32 @@ impl Config {
             body_read_timeout: std::time::Duration::from_secs(body_timeout.unsigned_abs()),
             shutdown_grace: std::time::Duration::from_secs(10),
         };
+        let tls_cert = args
+            .tls_cert
+            .clone()
+            .or_else(|| env("TLS_CERT").map(PathBuf::from))
+            .or(file.tls_cert);
+        let tls_key = args
+            .tls_key
+            .clone()
+            .or_else(|| env("TLS_KEY").map(PathBuf::from))
+            .or(file.tls_key);
+        let tls = match (tls_cert, tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(CliError(
+                    "tls_cert and tls_key go together: give both or neither".into(),
+                ));
+            }
+        };
+        let behind_tls_proxy = args.behind_tls_proxy || file.behind_tls_proxy.unwrap_or(false);
+        if behind_tls_proxy && tls.is_some() {
+            return Err(CliError(
+                "behind_tls_proxy and tls_cert contradict each other: TLS ends here or in front"
+                    .into(),
+            ));
+        }
         let mut test_trust_roots = file.test_trust_roots.unwrap_or_default();
         test_trust_roots.extend(args.test_trust_roots.iter().cloned());
         Ok(Config {
@@ -305,6 +349,8 @@ impl Config {
             revocation_refresh_secs: refresh.unsigned_abs(),
             limits,
             challenges_per_sec,
+            tls,
+            behind_tls_proxy,
         })
     }
 }
@@ -398,6 +444,21 @@ fn key_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
     Ok(files)
 }
 
+/// Reads a PEM certificate chain and private key into a TLS 1.3 configuration.
+fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, CliError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect)
+        .map_err(|e| CliError(format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(CliError(format!("{}: no certificate", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| CliError(format!("{}: {e}", key.display())))?;
+    attest_http::tls_config(chain, key).map_err(|e| CliError(format!("TLS: {e}")))
+}
+
 /// The data directory `serve` would use with this configuration file and flag (file, then
 /// `ENIGM_ATTEST_DATA_DIR`, then the flag, as for `serve`).
 pub fn data_dir_of(
@@ -441,7 +502,9 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
 }
 
 async fn serve(cfg: Config) -> Result<(), CliError> {
-    // The port first: a busy port must not leave keys and a database behind.
+    // TLS material and the port first: neither a bad certificate nor a busy port may leave
+    // keys and a database behind.
+    let tls = cfg.tls.as_ref().map(|(c, k)| load_tls(c, k)).transpose()?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| CliError(format!("cannot listen on {}: {e}", cfg.listen)))?;
@@ -506,6 +569,18 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         cfg.challenges_per_sec,
         cfg.challenges_per_sec.saturating_mul(2),
     ));
+    let state = state.with_transport_binding(tls.is_some());
+    match (&tls, cfg.behind_tls_proxy) {
+        (Some(_), _) => {
+            tracing::info!("TLS 1.3 here: proofs are bound to the connection (proof v2)")
+        }
+        (None, true) => tracing::info!(
+            "TLS ends in a proxy in front: plain HTTP here, transport binding not claimed"
+        ),
+        (None, false) => tracing::warn!(
+            "plain HTTP: for loopback and tests; proofs are not bound to a connection"
+        ),
+    }
     let app = attest_http::router(state);
 
     // Google's status list: the copy kept in the data directory first (a restart works
@@ -546,7 +621,7 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
 
     let local = listener.local_addr().map_err(|e| CliError(e.to_string()))?;
     tracing::info!(address = %local, data_dir = %cfg.data_dir.display(), max_connections = cfg.limits.max_connections, "listening");
-    attest_http::serve(listener, app, cfg.limits, shutdown()).await;
+    attest_http::serve(listener, app, cfg.limits, tls, shutdown()).await;
     service.store().close().await;
     tracing::info!("stopped");
     Ok(())

@@ -198,6 +198,22 @@ fn refuses_bad_configuration_before_starting() {
         vec!["serve", "--challenge-ttl", "5"],
         vec!["serve", "--policy", "/no/such/policy.toml"],
         vec!["serve", "--test-trust-root", "/no/such/root.pem"],
+        vec!["serve", "--tls-cert", "/no/such/cert.pem"],
+        vec![
+            "serve",
+            "--tls-cert",
+            "/no/such/cert.pem",
+            "--tls-key",
+            "/no/such/key.pem",
+        ],
+        vec![
+            "serve",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--behind-tls-proxy",
+        ],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
             .args(&args)

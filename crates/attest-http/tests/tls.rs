@@ -1,0 +1,234 @@
+//! TLS 1.3 in the service and transport binding (RFC 9266) over real loopback TLS: a proof made
+//! on the connection that carries it passes; the same evidence and proof carried on another
+//! connection (a relay), or a proof that covers no connection, fail with
+//! `transport_binding_failed`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use attest_android::{TrustAnchors, hex};
+use attest_core::{ManualClock, UnixTime};
+use attest_device::SoftwareDevice;
+use attest_device::testing::TempDir;
+use attest_http::{AppState, ServerLimits, router};
+use attest_policy::Policy;
+use attest_service::{Service, ServiceConfig, Trust, proof_message, proof_message_v2};
+use attest_store::Store;
+use attest_token::{Signer, b64url, b64url_decode};
+use base64::Engine;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::client::TlsStream;
+
+const START: UnixTime = UnixTime::from_secs(1_793_491_200);
+
+struct Tls {
+    addr: SocketAddr,
+    connector: tokio_rustls::TlsConnector,
+    _dir: TempDir,
+}
+
+async fn start(device: &SoftwareDevice) -> Tls {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_der = CertificateDer::from(cert.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let tls = attest_http::tls_config(vec![cert_der.clone()], key).unwrap();
+
+    let dir = TempDir::new("tls").unwrap();
+    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+    let mut anchors = TrustAnchors::empty();
+    anchors
+        .add_certificate(device.root_cert().to_vec())
+        .unwrap();
+    let policy = Policy::from_toml(&format!(
+        "[devices.\"{}\"]\nmodel = \"Enigm Phone 1\"\nboot_states = [\"verified\"]\n\n[application]\npackages = [\"os.enigm.updater\"]\nsignature_digests = [\"{}\"]\n",
+        hex(&device.boot_key()),
+        hex(&attest_device::keydesc::UPDATER_DIGEST),
+    ))
+    .unwrap();
+    let service = Arc::new(Service::new(
+        store,
+        Trust::new(policy, anchors, None),
+        Signer::new(vec![attest_token::SigningKey::generate().unwrap().0]).unwrap(),
+        &[7u8; 32],
+        ServiceConfig::default(),
+        Arc::new(ManualClock::new(START)),
+    ));
+    let app = router(AppState::new(service, vec![], vec![]).with_transport_binding(true));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(attest_http::serve(
+        listener,
+        app,
+        ServerLimits::default(),
+        Some(tls),
+        std::future::pending(),
+    ));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Tls {
+        addr,
+        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        _dir: dir,
+    }
+}
+
+impl Tls {
+    async fn connect(&self) -> TlsStream<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        self.connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap()
+    }
+}
+
+fn exporter(s: &TlsStream<tokio::net::TcpStream>) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    s.get_ref()
+        .1
+        .export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None)
+        .unwrap();
+    out
+}
+
+/// One request on `s` (which it closes); status and JSON body.
+async fn request(
+    mut s: TlsStream<tokio::net::TcpStream>,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let text = String::from_utf8(raw).unwrap();
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+}
+
+fn chain_json(chain: &[Vec<u8>]) -> Vec<String> {
+    chain
+        .iter()
+        .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_are_bound_to_the_tls_connection() {
+    let device = SoftwareDevice::new().unwrap();
+    let t = start(&device).await;
+    let s = t.connect().await;
+    assert_eq!(
+        s.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    let (status, ready) = request(s, "GET", "/readyz", &Value::Null).await;
+    assert_eq!((status, &ready["transport_binding"]), (200, &json!(true)));
+
+    // Enrollment (no proof).
+    let (_, c) = request(
+        t.connect().await,
+        "POST",
+        "/v1/challenges",
+        &json!({"workflow": "enrollment"}),
+    )
+    .await;
+    let nonce = b64url_decode(c["nonce"].as_str().unwrap()).unwrap();
+    let enrolled = device.attest(&nonce).unwrap();
+    let (status, r) = request(
+        t.connect().await,
+        "POST",
+        "/v1/attestations",
+        &json!({"challenge_id": c["challenge_id"], "certificate_chain": chain_json(&enrolled.chain)}),
+    )
+    .await;
+    assert_eq!((status, &r["decision"]), (200, &json!("eligible")), "{r}");
+    let handle = r["device_handle"].as_str().unwrap().to_owned();
+
+    // A gated attestation whose proof covers `exporter_of`'s connection, sent on `carrier`.
+    let attempt = |version: u8| {
+        let t = &t;
+        let handle = handle.clone();
+        let device = &device;
+        let kdev = &enrolled.key;
+        async move {
+            let (_, c) = request(
+                t.connect().await,
+                "POST",
+                "/v1/challenges",
+                &json!({"workflow": "private_artifact", "resource": "build-42", "device_handle": handle}),
+            )
+            .await;
+            let id = c["challenge_id"].as_str().unwrap().to_owned();
+            let nonce = b64url_decode(c["nonce"].as_str().unwrap()).unwrap();
+            let fresh = device.attest(&nonce).unwrap();
+            let carrier = t.connect().await;
+            let other = t.connect().await;
+            let message = match version {
+                1 => proof_message(
+                    &id,
+                    &nonce,
+                    "private_artifact",
+                    "build-42",
+                    fresh.key.spki(),
+                ),
+                // 2: bound to the carrying connection; 3: bound to another one (a relay).
+                v => {
+                    let bound_to = if v == 2 {
+                        exporter(&carrier)
+                    } else {
+                        exporter(&other)
+                    };
+                    proof_message_v2(
+                        &id,
+                        &nonce,
+                        "private_artifact",
+                        "build-42",
+                        fresh.key.spki(),
+                        &bound_to,
+                    )
+                }
+            };
+            let proof = kdev.sign(&message).unwrap();
+            request(
+                carrier,
+                "POST",
+                "/v1/attestations",
+                &json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
+            )
+            .await
+        }
+    };
+    let (status, r) = attempt(2).await;
+    assert_eq!((status, &r["decision"]), (200, &json!("eligible")), "{r}");
+    let (_, r) = attempt(3).await;
+    assert_eq!(r["reasons"], json!(["transport_binding_failed"]), "{r}");
+    let (_, r) = attempt(1).await;
+    assert_eq!(r["reasons"], json!(["transport_binding_failed"]), "{r}");
+}
