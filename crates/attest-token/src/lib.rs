@@ -7,6 +7,12 @@
 
 #![forbid(unsafe_code)]
 
+mod dpop;
+
+pub use dpop::{
+    DpopError, DpopExpectations, DpopNonces, DpopProof, MAX_DPOP_BYTES, MAX_JTI_LEN, check_dpop,
+};
+
 use attest_android::{KeyAlgorithm, split_spki};
 use attest_core::UnixTime;
 use aws_lc_rs::rand::SystemRandom;
