@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 mod metrics;
+mod ota;
 mod server;
 
 pub use metrics::Metrics;
@@ -50,6 +51,10 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/admin/v1/outcomes", true),
     ("POST", "/admin/v1/policy/reload", true),
     ("PUT", "/admin/v1/status-list", true),
+    ("POST", "/v1/ota/registrations", false),
+    ("GET", "/v1/ota/channels/{channel}/metadata", false),
+    ("GET", "/v1/ota/artifacts/{id}", false),
+    ("POST", "/v1/ota/authorizations", false),
 ];
 
 /// Shared state of the router.
@@ -61,6 +66,8 @@ pub struct AppState {
     test_trust: Arc<Vec<String>>,
     challenge_limit: Arc<RateLimit>,
     transport_binding: bool,
+    ota_dir: Option<std::path::PathBuf>,
+    public_url: Option<String>,
 }
 
 /// Challenges issued per client address: a token bucket of `burst` challenges refilled at
@@ -135,7 +142,23 @@ impl AppState {
                 2 * DEFAULT_CHALLENGES_PER_SEC,
             )),
             transport_binding: false,
+            ota_dir: None,
+            public_url: None,
         }
+    }
+
+    /// Serves the gated OTA resources from `dir` (`channels/<name>/metadata`,
+    /// `artifacts/<id>`).
+    pub fn with_ota_dir(mut self, dir: std::path::PathBuf) -> AppState {
+        self.ota_dir = Some(dir);
+        self
+    }
+
+    /// The scheme and host clients address (`https://ota.example`), for DPoP `htu`; without it
+    /// the `Host` header and the connection's scheme are used.
+    pub fn with_public_url(mut self, url: String) -> AppState {
+        self.public_url = Some(url);
+        self
     }
 
     /// Says (in `/readyz`) whether proofs are bound to the TLS connection: true only when the
@@ -219,6 +242,16 @@ impl From<ServiceError> for ApiError {
                     "storage is unavailable; retry later",
                 )
             }
+            ServiceError::Gate { code, message } => {
+                // The routes answer gate refusals themselves (with DPoP headers); this is the
+                // plain envelope for any other caller.
+                let status = if code.is_unauthorized() {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                ApiError::new(status, code.as_str(), message)
+            }
             ServiceError::RevocationUnavailable(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "revocation_unavailable", m)
             }
@@ -272,6 +305,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
+        .route("/v1/ota/registrations", post(ota::register))
+        .route("/v1/ota/channels/{channel}/metadata", get(ota::metadata))
+        .route("/v1/ota/artifacts/{id}", get(ota::artifact))
+        .route("/v1/ota/authorizations", post(ota::authorize))
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -25,6 +25,9 @@ use aws_lc_rs::{digest, hmac, rand};
 use serde_json::{Value, json};
 
 mod binding;
+mod gate;
+
+pub use gate::{DPOP_WINDOW_SECS, GateCode, GateRequest, Grant};
 
 pub use binding::{proof_message, proof_message_v2};
 
@@ -219,6 +222,14 @@ pub enum ServiceError {
     /// Something else failed inside the service.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A gated request was refused (docs/protocol.md, "The OTA gate").
+    #[error("{}: {message}", code.as_str())]
+    Gate {
+        /// Stable code.
+        code: GateCode,
+        /// Explanation for the client.
+        message: String,
+    },
     /// The chain ends at Google's anchors and Google's status list is missing or older than
     /// the maximum age: revocation cannot be checked, so nothing is decided (retry later).
     #[error("revocation unavailable: {0}")]
@@ -304,6 +315,7 @@ pub struct Service {
     admin_status_list_file: Option<std::path::PathBuf>,
     signer: Signer,
     handle_key: hmac::Key,
+    dpop_nonces: attest_token::DpopNonces,
     config: ServiceConfig,
     clock: Arc<dyn Clock>,
 }
@@ -397,6 +409,16 @@ impl Service {
             admin_status_list_file: None,
             signer,
             handle_key: hmac::Key::new(hmac::HMAC_SHA256, handle_secret),
+            // Derived from the handle secret, which every replica shares: any replica checks a
+            // nonce another one issued.
+            dpop_nonces: attest_token::DpopNonces::new(
+                hmac::sign(
+                    &hmac::Key::new(hmac::HMAC_SHA256, handle_secret),
+                    b"enigm-attest dpop nonces",
+                )
+                .as_ref(),
+                gate::DPOP_WINDOW_SECS,
+            ),
             config,
             clock,
         }
@@ -1065,15 +1087,25 @@ impl Service {
     }
 
     /// Purges outcomes older than the retention period and expired challenges.
+    /// Also drops DPoP proof ids past their window (in bounded batches).
     pub async fn purge(&self) -> Result<(u64, u64), ServiceError> {
         let now = self.clock.now();
-        Ok(self
+        let mut jtis = 0;
+        loop {
+            let n = self.store.purge_jtis(now, 10_000).await?;
+            jtis += n;
+            if n < 10_000 {
+                break;
+            }
+        }
+        let (o, c) = self
             .store
             .purge(
                 now.saturating_add_secs(-self.config.outcome_retention_secs),
                 now,
             )
-            .await?)
+            .await?;
+        Ok((o, c + jtis))
     }
 }
 

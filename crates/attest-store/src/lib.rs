@@ -133,6 +133,19 @@ pub struct OutcomeRecord {
     pub created_at: UnixTime,
 }
 
+/// A device registered for updates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// Its handle.
+    pub handle: String,
+    /// The product it gets updates for.
+    pub product: String,
+    /// When it first registered.
+    pub registered_at: UnixTime,
+    /// Channels it was admitted to.
+    pub channels: Vec<String>,
+}
+
 /// One row of an outcome count.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OutcomeCount {
@@ -173,8 +186,10 @@ pub struct Store {
     backend: Backend,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_initial.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("../migrations/sqlite/0002_ota_gate.sql")),
+];
 
 fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T>
 where
@@ -496,6 +511,94 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok((o.rows_affected(), c.rows_affected()))
+    }
+
+    /// Records a DPoP proof id until `expires_at`; `false` when it was already seen (a replay).
+    /// One statement, so two replicas or requests racing with the same id cannot both win.
+    pub async fn spend_jti(&self, jti: &str, expires_at: UnixTime) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO dpop_jtis (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at.as_secs())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Drops proof ids whose window ended before `before`, at most `limit` of them.
+    pub async fn purge_jtis(&self, before: UnixTime, limit: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM dpop_jtis WHERE jti IN (SELECT jti FROM dpop_jtis WHERE expires_at < $1 LIMIT $2)",
+        )
+        .bind(before.as_secs())
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Registers a device for updates of `product` (again: the product is updated); returns the
+    /// registration as stored.
+    pub async fn register(
+        &self,
+        handle: &str,
+        product: &str,
+        at: UnixTime,
+    ) -> Result<Registration> {
+        let mut tx = self.write_transaction().await?;
+        sqlx::query(
+            "INSERT INTO registrations (handle, product, registered_at) VALUES ($1, $2, $3) ON CONFLICT (handle) DO UPDATE SET product = excluded.product",
+        )
+        .bind(handle)
+        .bind(product)
+        .bind(at.as_secs())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.registration(handle)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    }
+
+    /// A device's registration with its channels.
+    pub async fn registration(&self, handle: &str) -> Result<Option<Registration>> {
+        let Some(row) = sqlx::query(
+            "SELECT handle, product, registered_at FROM registrations WHERE handle = $1",
+        )
+        .bind(handle)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let channels =
+            sqlx::query("SELECT channel FROM channel_members WHERE handle = $1 ORDER BY channel")
+                .bind(handle)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| get::<String>(r, "channel"))
+                .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Registration {
+            handle: get(&row, "handle")?,
+            product: get(&row, "product")?,
+            registered_at: UnixTime::from_secs(get(&row, "registered_at")?),
+            channels,
+        }))
+    }
+
+    /// Adds a registered device to a channel (idempotent).
+    pub async fn join_channel(&self, handle: &str, channel: &str, at: UnixTime) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO channel_members (handle, channel, joined_at) VALUES ($1, $2, $3) ON CONFLICT (handle, channel) DO NOTHING",
+        )
+        .bind(handle)
+        .bind(channel)
+        .bind(at.as_secs())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Closes the pool (and, for SQLite, checkpoints the WAL).

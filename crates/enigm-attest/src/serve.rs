@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// TLS private key (PEM, PKCS#8, SEC1 or PKCS#1).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// OTA directory: `channels/<name>/metadata` and `artifacts/<id>`, served behind the gate.
+    #[arg(long, value_name = "DIR")]
+    ota_dir: Option<PathBuf>,
     /// TLS ends in a proxy in front of this service: plain HTTP here, and transport binding is
     /// not claimed (`/readyz` says so).
     #[arg(long)]
@@ -73,6 +76,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     behind_tls_proxy: Option<bool>,
+    ota_dir: Option<PathBuf>,
+    public_url: Option<String>,
     revocation_source: Option<String>,
     revocation_refresh_secs: Option<i64>,
     revocation_max_age_secs: Option<i64>,
@@ -101,6 +106,8 @@ pub struct Config {
     /// Certificate chain and key files, when this service terminates TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub behind_tls_proxy: bool,
+    pub ota_dir: Option<PathBuf>,
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -124,6 +131,8 @@ impl std::fmt::Debug for Config {
             .field("challenges_per_sec", &self.challenges_per_sec)
             .field("tls", &self.tls)
             .field("behind_tls_proxy", &self.behind_tls_proxy)
+            .field("ota_dir", &self.ota_dir)
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -325,6 +334,22 @@ impl Config {
                     .into(),
             ));
         }
+        let ota_dir = args
+            .ota_dir
+            .clone()
+            .or_else(|| env("OTA_DIR").map(PathBuf::from))
+            .or(file.ota_dir);
+        let public_url = env("PUBLIC_URL").or(file.public_url);
+        if let Some(u) = &public_url {
+            let host = u
+                .strip_prefix("https://")
+                .or_else(|| u.strip_prefix("http://"));
+            if host.is_none_or(|h| h.is_empty() || h.contains('/')) {
+                return Err(CliError(format!(
+                    "public_url {u:?} must be scheme and host only, e.g. https://ota.example"
+                )));
+            }
+        }
         let mut test_trust_roots = file.test_trust_roots.unwrap_or_default();
         test_trust_roots.extend(args.test_trust_roots.iter().cloned());
         Ok(Config {
@@ -351,6 +376,8 @@ impl Config {
             challenges_per_sec,
             tls,
             behind_tls_proxy,
+            ota_dir,
+            public_url,
         })
     }
 }
@@ -569,7 +596,20 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         cfg.challenges_per_sec,
         cfg.challenges_per_sec.saturating_mul(2),
     ));
-    let state = state.with_transport_binding(tls.is_some());
+    let mut state = state.with_transport_binding(tls.is_some());
+    if let Some(dir) = &cfg.ota_dir {
+        if !dir.is_dir() {
+            return Err(CliError(format!(
+                "ota_dir {}: not a directory",
+                dir.display()
+            )));
+        }
+        tracing::info!(ota_dir = %dir.display(), "serving gated OTA resources");
+        state = state.with_ota_dir(dir.clone());
+    }
+    if let Some(u) = &cfg.public_url {
+        state = state.with_public_url(u.clone());
+    }
     match (&tls, cfg.behind_tls_proxy) {
         (Some(_), _) => {
             tracing::info!("TLS 1.3 here: proofs are bound to the connection (proof v2)")

@@ -1,0 +1,422 @@
+//! The gated OTA resources (docs/protocol.md, "The OTA gate"): registration, protected
+//! metadata, private artifacts and update authorization, from the OTA directory. Every route
+//! validates its names before anything else (a traversal attempt is 400 and never reaches the
+//! file system), then passes the gate; refusals carry nothing of the resource.
+//!
+//! The gate never parses or vouches for the metadata it serves: verifying the update manifest
+//! stays the client's job.
+
+use std::path::{Path, PathBuf};
+
+use attest_core::Workflow;
+use attest_service::{GateCode, GateRequest, Grant, ServiceError, is_resource_name};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::{ApiError, AppState, TlsExporter};
+
+/// Largest metadata file served (it is read whole to compute its ETag).
+pub const MAX_METADATA_BYTES: u64 = 16 * 1024 * 1024;
+const CHUNK: usize = 64 * 1024;
+
+fn bad_name(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        format!("{what} must be 1 to 128 characters of A-Z a-z 0-9 . _ - (and not . or ..)"),
+    )
+}
+
+fn name_param(
+    p: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
+    what: &str,
+) -> Result<String, ApiError> {
+    match p {
+        Ok(UrlPath(n)) if is_resource_name(&n) => Ok(n),
+        _ => Err(bad_name(what)),
+    }
+}
+
+/// The request URI as the client addressed it, without query: scheme (https when TLS ends
+/// here or in front, as configured), `Host`, path.
+fn request_url(state: &AppState, headers: &HeaderMap, uri: &Uri, tls: bool) -> String {
+    if let Some(base) = &state.public_url {
+        return format!("{}{}", base.trim_end_matches('/'), uri.path());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host}{}", uri.path())
+}
+
+/// A gate refusal: its status, `WWW-Authenticate: DPoP error="..."` on 401, and a fresh
+/// `DPoP-Nonce`.
+pub(crate) fn gate_error(state: &AppState, code: GateCode, message: String) -> Response {
+    let status = if code.is_unauthorized() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    let mut resp = ApiError::new(status, code.as_str(), message).into_response();
+    let h = resp.headers_mut();
+    if code.is_unauthorized() {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "DPoP algs=\"ES256 RS256\", error=\"{}\"",
+            code.as_str()
+        )) {
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&state.service.dpop_nonce()) {
+        h.insert("dpop-nonce", v);
+    }
+    resp
+}
+
+struct Gated<'a> {
+    workflow: Workflow,
+    resource: &'a str,
+    needs_registration: bool,
+}
+
+async fn pass(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    exporter: Option<&TlsExporter>,
+    g: Gated<'_>,
+) -> Result<Grant, Box<Response>> {
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let url = request_url(state, headers, uri, exporter.is_some());
+    let r = state
+        .service
+        .gate(GateRequest {
+            authorization: header_text("authorization"),
+            dpop: header_text("dpop"),
+            method: method.as_str(),
+            url: &url,
+            tls_exporter: exporter.map(|e| &e.0),
+            workflow: g.workflow,
+            resource: g.resource,
+            needs_registration: g.needs_registration,
+        })
+        .await;
+    r.map_err(|e| {
+        Box::new(match e {
+            ServiceError::Gate { code, message } => gate_error(state, code, message),
+            other => ApiError::from(other).into_response(),
+        })
+    })
+}
+
+/// Adds a fresh `DPoP-Nonce` to a successful response, so clients never need a failed request
+/// to learn the next one.
+fn with_nonce(state: &AppState, mut resp: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&state.service.dpop_nonce()) {
+        resp.headers_mut().insert("dpop-nonce", v);
+    }
+    resp
+}
+
+fn ota_dir(state: &AppState) -> Result<&Path, ApiError> {
+    state.ota_dir.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no OTA directory is configured",
+        )
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegistrationBody {
+    product: String,
+}
+
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    exporter: Option<Extension<TlsExporter>>,
+    body: Result<Json<RegistrationBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expected {\"product\": \"...\"}",
+        )
+        .into_response();
+    };
+    if !is_resource_name(&body.product) {
+        return bad_name("product").into_response();
+    }
+    let g = Gated {
+        workflow: Workflow::Registration,
+        resource: &body.product,
+        needs_registration: false,
+    };
+    let grant = match pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
+        Ok(g) => g,
+        Err(resp) => return *resp,
+    };
+    match state.service.register(&grant, &body.product).await {
+        Ok(r) => with_nonce(
+            &state,
+            (
+                StatusCode::CREATED,
+                Json(json!({
+                    "device_handle": r.handle,
+                    "product": r.product,
+                    "channels": r.channels,
+                    "registered_at": r.registered_at.to_rfc3339(),
+                })),
+            )
+                .into_response(),
+        ),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthorizationBody {
+    build: String,
+}
+
+pub(crate) async fn authorize(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    exporter: Option<Extension<TlsExporter>>,
+    body: Result<Json<AuthorizationBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "expected {\"build\": \"...\"}",
+        )
+        .into_response();
+    };
+    if !is_resource_name(&body.build) {
+        return bad_name("build").into_response();
+    }
+    let g = Gated {
+        workflow: Workflow::UpdateAuthorization,
+        resource: &body.build,
+        needs_registration: true,
+    };
+    let grant = match pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
+        Ok(g) => g,
+        Err(resp) => return *resp,
+    };
+    match state.service.authorize_update(&grant, &body.build) {
+        Ok(jwt) => with_nonce(&state, Json(json!({"authorization": jwt})).into_response()),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+fn not_found() -> Response {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource").into_response()
+}
+
+pub(crate) async fn metadata(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    exporter: Option<Extension<TlsExporter>>,
+    channel: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let channel = match name_param(channel, "channel") {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let dir = match ota_dir(&state) {
+        Ok(d) => d.to_path_buf(),
+        Err(e) => return e.into_response(),
+    };
+    let g = Gated {
+        workflow: Workflow::ProtectedMetadata,
+        resource: &channel,
+        needs_registration: false,
+    };
+    if let Err(resp) = pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
+        return *resp;
+    }
+    let path = dir.join("channels").join(&channel).join("metadata");
+    let bytes = match tokio::fs::metadata(&path).await {
+        Ok(m) if m.is_file() && m.len() <= MAX_METADATA_BYTES => match tokio::fs::read(&path).await
+        {
+            Ok(b) => b,
+            Err(_) => return not_found(),
+        },
+        _ => return not_found(),
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+    let etag = format!(
+        "\"{}\"",
+        attest_core::hex::encode(digest.as_ref().get(..16).unwrap_or_default())
+    );
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    with_nonce(&state, resp)
+}
+
+/// A single byte range of a file of `len` bytes: `Ok(None)` without a Range header.
+fn byte_range(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(v) = headers.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let spec = v
+        .to_str()
+        .map_err(|_| ())?
+        .strip_prefix("bytes=")
+        .ok_or(())?;
+    if spec.contains(',') {
+        return Err(()); // single ranges only
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len.checked_sub(1).ok_or(())?)
+        }
+        (s, "") => (s.parse().map_err(|_| ())?, len.checked_sub(1).ok_or(())?),
+        (s, e) => {
+            let (s, e): (u64, u64) = (s.parse().map_err(|_| ())?, e.parse().map_err(|_| ())?);
+            (s, e.min(len.saturating_sub(1)))
+        }
+    };
+    if start > end || start >= len {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+pub(crate) async fn artifact(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    exporter: Option<Extension<TlsExporter>>,
+    id: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let id = match name_param(id, "artifact id") {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let dir: PathBuf = match ota_dir(&state) {
+        Ok(d) => d.to_path_buf(),
+        Err(e) => return e.into_response(),
+    };
+    let g = Gated {
+        workflow: Workflow::PrivateArtifact,
+        resource: &id,
+        needs_registration: false,
+    };
+    if let Err(resp) = pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
+        return *resp;
+    }
+    let path = dir.join("artifacts").join(&id);
+    let Ok(mut file) = tokio::fs::File::open(&path).await else {
+        return not_found();
+    };
+    let Ok(meta) = file.metadata().await else {
+        return not_found();
+    };
+    if !meta.is_file() {
+        return not_found();
+    }
+    let len = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let etag = format!("\"{len:x}-{mtime:x}\"");
+    let (status, start, end) = match byte_range(&headers, len) {
+        Ok(None) => (StatusCode::OK, 0, len.saturating_sub(1)),
+        Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
+        Err(()) => {
+            let mut resp = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "invalid_request",
+                "the Range is not one satisfiable byte range",
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return with_nonce(&state, resp);
+        }
+    };
+    let count = if len == 0 { 0 } else { end - start + 1 };
+    if file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return not_found();
+    }
+    // Chunk by chunk: a 1 GiB artifact never sits in memory.
+    let stream = futures_util::stream::unfold((file, count), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let want = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+        let mut buf = vec![0u8; want];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(buf)),
+                    (file, left - n as u64),
+                ))
+            }
+            Err(e) => Some((Err(e), (file, 0))),
+        }
+    });
+    let mut resp = Response::new(axum::body::Body::from_stream(stream));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&count.to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    with_nonce(&state, resp)
+}

@@ -1,0 +1,244 @@
+//! The OTA gate: a gated request carries an eligibility token bound to K_dev (`cnf.jkt`) and a
+//! DPoP proof by K_dev (RFC 9449) with a server nonce, on TLS bound to the connection. The
+//! device is looked up on every request, so a revocation acts at once. See docs/protocol.md,
+//! "The OTA gate".
+
+use attest_core::{UnixTime, Workflow};
+use attest_store::{DeviceStatus, Registration};
+use attest_token::{DpopError, DpopExpectations};
+use serde_json::Value;
+
+use crate::{Service, ServiceError};
+
+/// How far a DPoP proof's `iat` may be from the server's time, either way.
+pub const DPOP_WINDOW_SECS: i64 = 60;
+
+/// Why a gated request is refused: each is a stable code with its HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateCode {
+    /// 401: no token, a bad signature, expired, another audience, or an unknown device.
+    InvalidToken,
+    /// 401: no proof, a bad signature, another method or URL, a stale `iat`, a replayed `jti`,
+    /// or another key than the token's.
+    InvalidDpopProof,
+    /// 401: the proof lacks a fresh server nonce; the response carries one (`DPoP-Nonce`).
+    UseDpopNonce,
+    /// 401: on TLS, the proof is not bound to this connection.
+    TransportBindingFailed,
+    /// 403: the token is for another workflow or resource.
+    InsufficientScope,
+    /// 403: the device was revoked.
+    DeviceRevoked,
+    /// 403: the device is not registered for updates.
+    NotRegistered,
+}
+
+impl GateCode {
+    /// The stable wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GateCode::InvalidToken => "invalid_token",
+            GateCode::InvalidDpopProof => "invalid_dpop_proof",
+            GateCode::UseDpopNonce => "use_dpop_nonce",
+            GateCode::TransportBindingFailed => "transport_binding_failed",
+            GateCode::InsufficientScope => "insufficient_scope",
+            GateCode::DeviceRevoked => "device_revoked",
+            GateCode::NotRegistered => "not_registered",
+        }
+    }
+
+    /// 401 for authentication failures, 403 for a valid caller without the right.
+    pub const fn is_unauthorized(self) -> bool {
+        matches!(
+            self,
+            GateCode::InvalidToken
+                | GateCode::InvalidDpopProof
+                | GateCode::UseDpopNonce
+                | GateCode::TransportBindingFailed
+        )
+    }
+}
+
+/// One gated request, as the HTTP edge read it.
+#[derive(Clone, Copy, Debug)]
+pub struct GateRequest<'a> {
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The `DPoP` header.
+    pub dpop: Option<&'a str>,
+    /// The method.
+    pub method: &'a str,
+    /// The request URI without query (`https://host/path`).
+    pub url: &'a str,
+    /// The connection's TLS exporter, when the service terminates TLS.
+    pub tls_exporter: Option<&'a [u8; 32]>,
+    /// The workflow the resource needs.
+    pub workflow: Workflow,
+    /// The resource (product, channel, artifact id, build).
+    pub resource: &'a str,
+    /// Whether the device must be registered for updates.
+    pub needs_registration: bool,
+}
+
+/// A request that passed the gate.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// The device's handle.
+    pub handle: String,
+    /// Its registration, when it has one.
+    pub registration: Option<Registration>,
+    /// The token's `cnf.jkt`.
+    pub jkt: String,
+    /// The server's time for this request.
+    pub now: UnixTime,
+}
+
+fn refuse(code: GateCode, message: impl Into<String>) -> ServiceError {
+    ServiceError::Gate {
+        code,
+        message: message.into(),
+    }
+}
+
+impl Service {
+    /// A fresh DPoP server nonce (also sent on every gated response as `DPoP-Nonce`).
+    pub fn dpop_nonce(&self) -> String {
+        self.dpop_nonces.issue(self.clock.now())
+    }
+
+    /// Checks a gated request: token, proof, nonce, key binding, single use, scope, device.
+    pub async fn gate(&self, r: GateRequest<'_>) -> Result<Grant, ServiceError> {
+        let now = self.clock.now();
+        let token = r
+            .authorization
+            .and_then(|a| a.strip_prefix("DPoP "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                refuse(
+                    GateCode::InvalidToken,
+                    "expected Authorization: DPoP <token>",
+                )
+            })?;
+        let claims = attest_token::verify(token, &self.signer.jwks(), now)
+            .map_err(|e| refuse(GateCode::InvalidToken, e.to_string()))?;
+        let text = |name: &str| claims.get(name).and_then(Value::as_str);
+        if text("aud") != Some("enigm-ota") || text("iss") != Some(self.config.issuer.as_str()) {
+            return Err(refuse(GateCode::InvalidToken, "token for another audience"));
+        }
+        let (Some(handle), Some(jkt)) = (
+            text("sub"),
+            claims.pointer("/cnf/jkt").and_then(Value::as_str),
+        ) else {
+            return Err(refuse(GateCode::InvalidToken, "not an eligibility token"));
+        };
+        let proof = r
+            .dpop
+            .ok_or_else(|| refuse(GateCode::InvalidDpopProof, "missing DPoP proof"))?;
+        let checked = attest_token::check_dpop(
+            proof,
+            &DpopExpectations {
+                method: r.method,
+                url: r.url,
+                access_token: token,
+                tls_exporter: r.tls_exporter,
+                now,
+                window_secs: DPOP_WINDOW_SECS,
+            },
+        )
+        .map_err(|e| match e {
+            DpopError::WrongExporter => refuse(GateCode::TransportBindingFailed, e.to_string()),
+            _ => refuse(GateCode::InvalidDpopProof, e.to_string()),
+        })?;
+        if !checked
+            .nonce
+            .as_deref()
+            .is_some_and(|n| self.dpop_nonces.is_fresh(n, now))
+        {
+            return Err(refuse(
+                GateCode::UseDpopNonce,
+                "a fresh DPoP-Nonce is required",
+            ));
+        }
+        if aws_lc_rs::constant_time::verify_slices_are_equal(checked.jkt.as_bytes(), jkt.as_bytes())
+            .is_err()
+        {
+            return Err(refuse(
+                GateCode::InvalidDpopProof,
+                "the proof is not signed by the token's key",
+            ));
+        }
+        // Single use while it could be accepted at all.
+        if !self
+            .store
+            .spend_jti(
+                &format!("{jkt}.{}", checked.jti),
+                checked.iat.saturating_add_secs(2 * DPOP_WINDOW_SECS),
+            )
+            .await?
+        {
+            return Err(refuse(
+                GateCode::InvalidDpopProof,
+                "replayed DPoP proof (jti)",
+            ));
+        }
+        if text("workflow") != Some(r.workflow.as_str()) || text("resource") != Some(r.resource) {
+            return Err(refuse(
+                GateCode::InsufficientScope,
+                "the token is for another workflow or resource",
+            ));
+        }
+        let device = self
+            .store
+            .device(handle)
+            .await?
+            .ok_or_else(|| refuse(GateCode::InvalidToken, "no such device"))?;
+        if device.status == DeviceStatus::Revoked {
+            return Err(refuse(GateCode::DeviceRevoked, "this device was revoked"));
+        }
+        let registration = self.store.registration(handle).await?;
+        if r.needs_registration && registration.is_none() {
+            return Err(refuse(
+                GateCode::NotRegistered,
+                "the device is not registered for updates",
+            ));
+        }
+        Ok(Grant {
+            handle: handle.to_owned(),
+            registration,
+            jkt: jkt.to_owned(),
+            now,
+        })
+    }
+
+    /// Registers the device of `grant` for updates of `product`.
+    pub async fn register(
+        &self,
+        grant: &Grant,
+        product: &str,
+    ) -> Result<Registration, ServiceError> {
+        Ok(self
+            .store
+            .register(&grant.handle, product, grant.now)
+            .await?)
+    }
+
+    /// A signed, short-lived statement that the device of `grant` may install `build`: what the
+    /// OTA client hands to the update engine (`typ: update-authorization+jwt`).
+    pub fn authorize_update(&self, grant: &Grant, build: &str) -> Result<String, ServiceError> {
+        let claims = serde_json::json!({
+            "iss": self.config.issuer,
+            "sub": grant.handle,
+            "aud": "enigm-update-engine",
+            "iat": grant.now.as_secs(),
+            "exp": grant.now.saturating_add_secs(self.config.token_ttl_secs).as_secs(),
+            "build": build,
+            "product": grant.registration.as_ref().map(|r| r.product.clone()),
+            "channels": grant.registration.as_ref().map(|r| r.channels.clone()).unwrap_or_default(),
+            "cnf": {"jkt": grant.jkt},
+        });
+        self.signer
+            .sign(&claims, "update-authorization+jwt")
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+}
