@@ -1,0 +1,582 @@
+//! The OTA gate over real HTTP on loopback: eligibility tokens bound to K_dev, DPoP proofs
+//! with server nonces, single use, scope, registration, revocation at once, and the resources
+//! themselves (metadata with ETag, artifacts with ranges, update authorizations). Time is a
+//! manual clock.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use attest_android::{TrustAnchors, hex};
+use attest_core::{ManualClock, UnixTime};
+use attest_device::testing::TempDir;
+use attest_device::{SigningKey, SoftwareDevice};
+use attest_http::{AppState, router};
+use attest_policy::Policy;
+use attest_service::{Service, ServiceConfig, Trust, proof_message};
+use attest_store::Store;
+use attest_token::{Signer, b64url, b64url_decode, jwk_from_spki};
+use aws_lc_rs::digest;
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const START: UnixTime = UnixTime::from_secs(1_793_491_200);
+const ADMIN_TOKEN: &str = "eat_gate-admin";
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn code(&self) -> Option<String> {
+        self.json()["error"]["code"].as_str().map(str::to_owned)
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&[u8]>,
+) -> Reply {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.unwrap_or_default();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                    .unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[line_end + 2..line_end + 2 + n]);
+            rest = &rest[line_end + 4 + n..];
+        }
+        body = out;
+    }
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    Reply { status, head, body }
+}
+
+struct Gate {
+    addr: SocketAddr,
+    service: Arc<Service>,
+    _dir: TempDir,
+    artifact: Vec<u8>,
+    metadata: Vec<u8>,
+}
+
+async fn start(device: &SoftwareDevice) -> Gate {
+    let dir = TempDir::new("gate").unwrap();
+    let ota = dir.path().join("ota");
+    std::fs::create_dir_all(ota.join("channels/stable")).unwrap();
+    std::fs::create_dir_all(ota.join("artifacts")).unwrap();
+    let metadata = b"signed metadata bytes, never parsed by the gate\n".to_vec();
+    std::fs::write(ota.join("channels/stable/metadata"), &metadata).unwrap();
+    let artifact: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(ota.join("artifacts/build-42"), &artifact).unwrap();
+    std::fs::write(dir.path().join("secret-outside"), b"never served").unwrap();
+
+    let store = Store::open_sqlite_dir(&dir.path().join("data"))
+        .await
+        .unwrap();
+    let mut anchors = TrustAnchors::empty();
+    anchors
+        .add_certificate(device.root_cert().to_vec())
+        .unwrap();
+    let policy = Policy::from_toml(&format!(
+        "[devices.\"{}\"]\nmodel = \"Enigm Phone 1\"\nboot_states = [\"verified\"]\n\n[application]\npackages = [\"os.enigm.updater\"]\nsignature_digests = [\"{}\"]\n",
+        hex(&device.boot_key()),
+        hex(&attest_device::keydesc::UPDATER_DIGEST),
+    ))
+    .unwrap();
+    let service = Arc::new(Service::new(
+        store,
+        Trust::new(policy, anchors, None),
+        Signer::new(vec![attest_token::SigningKey::generate().unwrap().0]).unwrap(),
+        &[7u8; 32],
+        ServiceConfig::default(),
+        Arc::new(ManualClock::new(START)),
+    ));
+    let digest = digest::digest(&digest::SHA256, ADMIN_TOKEN.as_bytes());
+    let state = AppState::new(
+        Arc::clone(&service),
+        vec![digest.as_ref().try_into().unwrap()],
+        vec![],
+    )
+    .with_ota_dir(ota);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    Gate {
+        addr,
+        service,
+        _dir: dir,
+        artifact,
+        metadata,
+    }
+}
+
+fn chain_json(chain: &[Vec<u8>]) -> Vec<String> {
+    chain
+        .iter()
+        .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
+        .collect()
+}
+
+/// An ECDSA signature as ASN.1 DER (what the device key makes) turned into JWS r || s.
+fn fixed(der: &[u8]) -> Vec<u8> {
+    use attest_android::der::{Tag, parse_single};
+    let seq = parse_single(der, 0, Tag::SEQUENCE, "SEQUENCE", "sig").unwrap();
+    let mut r = seq.reader();
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let v = r.read(Tag::INTEGER, "INTEGER", "sig").unwrap().value;
+        let v: Vec<u8> = v.iter().copied().skip_while(|b| *b == 0).collect();
+        out.extend(std::iter::repeat_n(0u8, 32 - v.len()));
+        out.extend_from_slice(&v);
+    }
+    out
+}
+
+/// A DPoP proof by `key` for `method` on `path`, for `token`, with `nonce`.
+fn dpop(
+    g: &Gate,
+    key: &SigningKey,
+    method: &str,
+    path: &str,
+    token: &str,
+    nonce: Option<&str>,
+    jti: &str,
+) -> String {
+    let header =
+        json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk_from_spki(key.spki()).unwrap()});
+    let mut claims = json!({
+        "jti": jti, "htm": method, "htu": format!("http://{}{path}", g.addr), "iat": START.as_secs(),
+        "ath": b64url(digest::digest(&digest::SHA256, token.as_bytes()).as_ref()),
+    });
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
+    }
+    let input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    format!(
+        "{input}.{}",
+        b64url(&fixed(&key.sign(input.as_bytes()).unwrap()))
+    )
+}
+
+impl Gate {
+    async fn post(&self, path: &str, body: &Value) -> Value {
+        http(
+            self.addr,
+            "POST",
+            path,
+            &[],
+            Some(body.to_string().as_bytes()),
+        )
+        .await
+        .json()
+    }
+
+    /// Enrolls `device`: its handle and K_dev.
+    async fn enroll(&self, device: &SoftwareDevice) -> (String, SigningKey) {
+        let c = self
+            .post("/v1/challenges", &json!({"workflow": "enrollment"}))
+            .await;
+        let nonce = b64url_decode(c["nonce"].as_str().unwrap()).unwrap();
+        let a = device.attest(&nonce).unwrap();
+        let r = self
+            .post("/v1/attestations", &json!({"challenge_id": c["challenge_id"], "certificate_chain": chain_json(&a.chain)}))
+            .await;
+        assert_eq!(r["decision"], "eligible", "{r}");
+        (r["device_handle"].as_str().unwrap().to_owned(), a.key)
+    }
+
+    /// An eligibility token for `workflow` and `resource`.
+    async fn token(
+        &self,
+        device: &SoftwareDevice,
+        kdev: &SigningKey,
+        handle: &str,
+        workflow: &str,
+        resource: &str,
+    ) -> String {
+        let c = self
+            .post(
+                "/v1/challenges",
+                &json!({"workflow": workflow, "resource": resource, "device_handle": handle}),
+            )
+            .await;
+        let id = c["challenge_id"].as_str().unwrap();
+        let nonce = b64url_decode(c["nonce"].as_str().unwrap()).unwrap();
+        let fresh = device.attest(&nonce).unwrap();
+        let proof = kdev
+            .sign(&proof_message(
+                id,
+                &nonce,
+                workflow,
+                resource,
+                fresh.key.spki(),
+            ))
+            .unwrap();
+        let r = self
+            .post(
+                "/v1/attestations",
+                &json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
+            )
+            .await;
+        assert_eq!(r["decision"], "eligible", "{r}");
+        r["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A gated request with a fresh nonce and a new jti.
+    async fn gated(
+        &self,
+        key: &SigningKey,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<&[u8]>,
+        extra: &[(&str, String)],
+    ) -> Reply {
+        let nonce = self.service.dpop_nonce();
+        let jti = b64url(&rand16());
+        let mut headers = vec![
+            ("Authorization", format!("DPoP {token}")),
+            (
+                "DPoP",
+                dpop(self, key, method, path, token, Some(&nonce), &jti),
+            ),
+        ];
+        headers.extend(extra.iter().cloned());
+        http(self.addr, method, path, &headers, body).await
+    }
+}
+
+fn rand16() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_admits_only_bound_fresh_scoped_requests() {
+    let device = SoftwareDevice::new().unwrap();
+    let g = start(&device).await;
+    let (handle, kdev) = g.enroll(&device).await;
+    let path = "/v1/ota/artifacts/build-42";
+    let token = g
+        .token(&device, &kdev, &handle, "private_artifact", "build-42")
+        .await;
+
+    // No nonce yet: 401 use_dpop_nonce, with one to use.
+    let proof = dpop(&g, &kdev, "GET", path, &token, None, "j0");
+    let r = http(
+        g.addr,
+        "GET",
+        path,
+        &[("Authorization", format!("DPoP {token}")), ("DPoP", proof)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (401, Some("use_dpop_nonce"))
+    );
+    let nonce = r.header("dpop-nonce").expect("a DPoP-Nonce to retry with");
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("error=\"use_dpop_nonce\"")
+    );
+    // With it: the artifact, whole.
+    let proof = dpop(&g, &kdev, "GET", path, &token, Some(&nonce), "j1");
+    let headers = [("Authorization", format!("DPoP {token}")), ("DPoP", proof)];
+    let r = http(g.addr, "GET", path, &headers, None).await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.body, g.artifact);
+    assert_eq!(r.header("content-length").as_deref(), Some("300000"));
+    assert!(r.header("etag").is_some() && r.header("dpop-nonce").is_some());
+    // The same proof again: a replay.
+    let r = http(g.addr, "GET", path, &headers, None).await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (401, Some("invalid_dpop_proof"))
+    );
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("build"),
+        "nothing of the resource in a refusal"
+    );
+
+    // Ranges.
+    let r = g
+        .gated(
+            &kdev,
+            "GET",
+            path,
+            &token,
+            None,
+            &[("Range", "bytes=10-19".into())],
+        )
+        .await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, g.artifact[10..20]);
+    assert_eq!(
+        r.header("content-range").as_deref(),
+        Some("bytes 10-19/300000")
+    );
+    let r = g
+        .gated(
+            &kdev,
+            "GET",
+            path,
+            &token,
+            None,
+            &[("Range", "bytes=-5".into())],
+        )
+        .await;
+    assert_eq!((r.status, r.body.as_slice()), (206, &g.artifact[299_995..]));
+    for bad in ["bytes=300000-", "bytes=5-2", "bytes=0-1,4-5", "items=0-1"] {
+        let r = g
+            .gated(&kdev, "GET", path, &token, None, &[("Range", bad.into())])
+            .await;
+        assert_eq!(r.status, 416, "{bad}");
+        assert_eq!(r.header("content-range").as_deref(), Some("bytes */300000"));
+    }
+
+    // The token of one resource does not open another; another key cannot use a stolen token;
+    // no token, no entry; a proof for another URL or method fails.
+    let r = g
+        .gated(
+            &kdev,
+            "GET",
+            "/v1/ota/artifacts/build-43",
+            &token,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (403, Some("insufficient_scope"))
+    );
+    let thief = SigningKey::generate(attest_device::KeyKind::EcP256).unwrap();
+    let r = g.gated(&thief, "GET", path, &token, None, &[]).await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (401, Some("invalid_dpop_proof"))
+    );
+    let r = http(g.addr, "GET", path, &[], None).await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (401, Some("invalid_token"))
+    );
+    let r = http(
+        g.addr,
+        "GET",
+        path,
+        &[("Authorization", format!("Bearer {token}"))],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (401, Some("invalid_token"))
+    );
+    let wrong_url = dpop(
+        &g,
+        &kdev,
+        "GET",
+        "/v1/ota/artifacts/other",
+        &token,
+        Some(&g.service.dpop_nonce()),
+        "j9",
+    );
+    let r = http(
+        g.addr,
+        "GET",
+        path,
+        &[
+            ("Authorization", format!("DPoP {token}")),
+            ("DPoP", wrong_url),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (401, Some("invalid_dpop_proof"))
+    );
+
+    // Traversal never reaches the file system: 400 before the gate.
+    for bad in [
+        "/v1/ota/artifacts/..",
+        "/v1/ota/artifacts/..%2Fsecret-outside",
+        "/v1/ota/artifacts/%2e%2e",
+        "/v1/ota/channels/..%2F..%2Fsecret-outside/metadata",
+        "/v1/ota/artifacts/a%00b",
+    ] {
+        let r = g.gated(&kdev, "GET", bad, &token, None, &[]).await;
+        assert_eq!(
+            (r.status, r.code().as_deref()),
+            (400, Some("invalid_request")),
+            "{bad}"
+        );
+    }
+
+    // Metadata, byte for byte, with ETag and If-None-Match.
+    let meta_token = g
+        .token(&device, &kdev, &handle, "protected_metadata", "stable")
+        .await;
+    let meta = "/v1/ota/channels/stable/metadata";
+    let r = g.gated(&kdev, "GET", meta, &meta_token, None, &[]).await;
+    assert_eq!((r.status, &r.body), (200, &g.metadata));
+    let etag = r.header("etag").unwrap();
+    let r = g
+        .gated(
+            &kdev,
+            "GET",
+            meta,
+            &meta_token,
+            None,
+            &[("If-None-Match", etag)],
+        )
+        .await;
+    assert_eq!(r.status, 304);
+    let r = g
+        .gated(
+            &kdev,
+            "GET",
+            "/v1/ota/channels/beta/metadata",
+            &meta_token,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.code().as_deref(), Some("insufficient_scope"));
+
+    // Update authorization needs a registration.
+    let auth_token = g
+        .token(&device, &kdev, &handle, "update_authorization", "build-42")
+        .await;
+    let body = json!({"build": "build-42"}).to_string();
+    let r = g
+        .gated(
+            &kdev,
+            "POST",
+            "/v1/ota/authorizations",
+            &auth_token,
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (403, Some("not_registered"))
+    );
+    let reg_token = g
+        .token(&device, &kdev, &handle, "registration", "enigm-phone")
+        .await;
+    let reg = json!({"product": "enigm-phone"}).to_string();
+    let r = g
+        .gated(
+            &kdev,
+            "POST",
+            "/v1/ota/registrations",
+            &reg_token,
+            Some(reg.as_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["device_handle"], json!(handle));
+    assert_eq!(r.json()["product"], "enigm-phone");
+    let r = g
+        .gated(
+            &kdev,
+            "POST",
+            "/v1/ota/authorizations",
+            &auth_token,
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let jwt = r.json()["authorization"].as_str().unwrap().to_owned();
+    let claims = attest_token::verify(&jwt, &g.service.jwks(), START).unwrap();
+    assert_eq!(
+        (claims["build"].as_str(), claims["sub"].as_str()),
+        (Some("build-42"), Some(handle.as_str()))
+    );
+    let typ =
+        serde_json::from_slice::<Value>(&b64url_decode(jwt.split('.').next().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(typ["typ"], "update-authorization+jwt");
+    assert_eq!(
+        claims["cnf"]["jkt"],
+        json!(attest_token::jwk_thumbprint(kdev.spki()).unwrap())
+    );
+
+    // Revocation acts at once, on a token that is still valid.
+    let r = http(
+        g.addr,
+        "POST",
+        &format!("/admin/v1/devices/{handle}/revoke"),
+        &[("Authorization", format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = g.gated(&kdev, "GET", path, &token, None, &[]).await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (403, Some("device_revoked"))
+    );
+}
