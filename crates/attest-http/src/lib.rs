@@ -55,6 +55,7 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/v1/ota/channels/{channel}/metadata", false),
     ("GET", "/v1/ota/artifacts/{id}", false),
     ("POST", "/v1/ota/authorizations", false),
+    ("POST", "/v1/ota/channels/{channel}/membership", false),
 ];
 
 /// Shared state of the router.
@@ -309,6 +310,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ota/channels/{channel}/metadata", get(ota::metadata))
         .route("/v1/ota/artifacts/{id}", get(ota::artifact))
         .route("/v1/ota/authorizations", post(ota::authorize))
+        .route(
+            "/v1/ota/channels/{channel}/membership",
+            post(ota::membership),
+        )
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -420,3 +420,49 @@ pub(crate) async fn artifact(
     }
     with_nonce(&state, resp)
 }
+
+pub(crate) async fn membership(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    exporter: Option<Extension<TlsExporter>>,
+    channel: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let channel = match name_param(channel, "channel") {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let Some(workflow) = state
+        .service
+        .trust()
+        .policy
+        .channel(&channel)
+        .map(|c| c.workflow)
+    else {
+        return not_found();
+    };
+    let g = Gated {
+        workflow,
+        resource: &channel,
+        needs_registration: true,
+    };
+    let grant = match pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
+        Ok(g) => g,
+        Err(resp) => return *resp,
+    };
+    match state.service.join_channel(&grant, &channel).await {
+        Ok(r) => with_nonce(
+            &state,
+            Json(json!({
+                "device_handle": r.handle,
+                "product": r.product,
+                "channels": r.channels,
+                "registered_at": r.registered_at.to_rfc3339(),
+            }))
+            .into_response(),
+        ),
+        Err(ServiceError::Gate { code, message }) => gate_error(&state, code, message),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

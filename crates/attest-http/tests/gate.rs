@@ -128,7 +128,7 @@ async fn start(device: &SoftwareDevice) -> Gate {
         .add_certificate(device.root_cert().to_vec())
         .unwrap();
     let policy = Policy::from_toml(&format!(
-        "[devices.\"{}\"]\nmodel = \"Enigm Phone 1\"\nboot_states = [\"verified\"]\n\n[application]\npackages = [\"os.enigm.updater\"]\nsignature_digests = [\"{}\"]\n",
+        "[devices.\"{}\"]\nmodel = \"Enigm Phone 1\"\nboot_states = [\"verified\"]\n\n[application]\npackages = [\"os.enigm.updater\"]\nsignature_digests = [\"{}\"]\n\n[channels.beta]\nrollout_percent = 100\nmodels = [\"Enigm Phone 1\"]\n\n[channels.closed]\nrollout_percent = 0\n\n[channels.vault]\nworkflow = \"sensitive_channel\"\nmin_security_level = \"strongbox\"\n",
         hex(&device.boot_key()),
         hex(&attest_device::keydesc::UPDATER_DIGEST),
     ))
@@ -564,6 +564,100 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
         json!(attest_token::jwk_thumbprint(kdev.spki()).unwrap())
     );
 
+    // Channels: inside the rollout the device is admitted; at 0% it is not; an unknown channel
+    // is not found; a channel whose own rules ask for StrongBox refuses this TEE device at
+    // attestation.
+    let beta = g
+        .token(&device, &kdev, &handle, "release_channel", "beta")
+        .await;
+    let r = g
+        .gated(
+            &kdev,
+            "POST",
+            "/v1/ota/channels/beta/membership",
+            &beta,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["channels"], json!(["beta"]));
+    let closed = g
+        .token(&device, &kdev, &handle, "release_channel", "closed")
+        .await;
+    let r = g
+        .gated(
+            &kdev,
+            "POST",
+            "/v1/ota/channels/closed/membership",
+            &closed,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (403, Some("not_in_rollout"))
+    );
+    let r = g
+        .gated(
+            &kdev,
+            "POST",
+            "/v1/ota/channels/nowhere/membership",
+            &closed,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let c = g
+        .post(
+            "/v1/challenges",
+            &json!({"workflow": "sensitive_channel", "resource": "vault", "device_handle": handle}),
+        )
+        .await;
+    let id = c["challenge_id"].as_str().unwrap();
+    let nonce = b64url_decode(c["nonce"].as_str().unwrap()).unwrap();
+    let fresh = device.attest(&nonce).unwrap();
+    let proof = kdev
+        .sign(&proof_message(
+            id,
+            &nonce,
+            "sensitive_channel",
+            "vault",
+            fresh.key.spki(),
+        ))
+        .unwrap();
+    let r = g
+        .post(
+            "/v1/attestations",
+            &json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
+        )
+        .await;
+    assert_eq!(
+        (r["decision"].as_str(), &r["reasons"]),
+        (Some("ineligible"), &json!(["eligibility_failure"])),
+        "{r}"
+    );
+    // The update authorization now names the channel.
+    let r = g
+        .gated(
+            &kdev,
+            "POST",
+            "/v1/ota/authorizations",
+            &auth_token,
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await;
+    let claims = attest_token::verify(
+        r.json()["authorization"].as_str().unwrap(),
+        &g.service.jwks(),
+        START,
+    )
+    .unwrap();
+    assert_eq!(claims["channels"], json!(["beta"]));
+
     // Revocation acts at once, on a token that is still valid.
     let r = http(
         g.addr,
@@ -580,3 +674,26 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
         (403, Some("device_revoked"))
     );
 }
+
+#[tokio::test]
+async fn rollout_buckets_are_fixed_by_the_secret_channel_and_handle() {
+    // Golden values: the bucket must not move across releases or toolchains (threats.md 26).
+    let device = SoftwareDevice::new().unwrap();
+    let g = start(&device).await;
+    let s = &g.service;
+    let got: Vec<u8> = ["dh_a", "dh_b", "dh_c"]
+        .iter()
+        .map(|h| s.rollout_bucket("beta", h))
+        .collect();
+    assert_eq!(got, GOLDEN);
+    assert_ne!(
+        s.rollout_bucket("beta", "dh_a"),
+        s.rollout_bucket("gamma", "dh_a") + 100,
+        "in range"
+    );
+    assert!((0..100).contains(&s.rollout_bucket("x", "dh_a")));
+}
+
+/// Computed independently of this code (Python's hmac over the documented construction) for
+/// the test secret of 32 bytes of 7.
+const GOLDEN: [u8; 3] = [11, 1, 73];

@@ -85,6 +85,37 @@ struct RawRules {
     allowed_boot_hashes: Option<Vec<String>>,
 }
 
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    workflow: Option<String>,
+    rollout_percent: Option<i64>,
+    models: Option<Vec<String>>,
+    // Any workflow key, overriding the channel's workflow for this channel.
+    min_security_level: Option<String>,
+    require_device_locked: Option<bool>,
+    min_os_patch_level: Option<i64>,
+    min_vendor_patch_level: Option<i64>,
+    min_boot_patch_level: Option<i64>,
+    allowed_os_versions: Option<Vec<i64>>,
+    allowed_boot_hashes: Option<Vec<String>>,
+}
+
+impl RawChannel {
+    fn rules(&self) -> RawRules {
+        RawRules {
+            min_security_level: self.min_security_level.clone(),
+            require_device_locked: self.require_device_locked,
+            boot_states: None,
+            min_os_patch_level: self.min_os_patch_level,
+            min_vendor_patch_level: self.min_vendor_patch_level,
+            min_boot_patch_level: self.min_boot_patch_level,
+            allowed_os_versions: self.allowed_os_versions.clone(),
+            allowed_boot_hashes: self.allowed_boot_hashes.clone(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
@@ -98,6 +129,21 @@ struct RawPolicy {
     defaults: RawRules,
     #[serde(default)]
     workflows: BTreeMap<String, RawRules>,
+    #[serde(default)]
+    channels: BTreeMap<String, RawChannel>,
+}
+
+/// A rollout channel: which workflow admits to it, its rules, its staged rollout and models.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    /// `sensitive_channel` or `release_channel`.
+    pub workflow: Workflow,
+    /// The share of devices admitted, 0-100 (by a server-side bucket of the device handle).
+    pub rollout_percent: u8,
+    /// Models admitted (as `[devices]` names them); empty = any.
+    pub models: Vec<String>,
+    /// The workflow's rules with this channel's overrides.
+    pub rules: Rules,
 }
 
 /// Where the anchors and the status list come from. Paths are as written in the policy
@@ -159,6 +205,7 @@ pub struct Policy {
     devices: BTreeMap<Vec<u8>, Device>,
     application: Application,
     rules: BTreeMap<Workflow, Rules>,
+    channels: BTreeMap<String, Channel>,
 }
 
 /// The outcome of evaluating a policy.
@@ -411,12 +458,70 @@ impl Policy {
             };
             rules.insert(w, r);
         }
+        let mut channels = BTreeMap::new();
+        for (name, raw_channel) in &raw.channels {
+            let k = |key: &str| format!("channels.{name}.{key}");
+            let valid_name = (1..=128).contains(&name.len())
+                && name != "."
+                && name != ".."
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+            if !valid_name {
+                return Err(invalid(
+                    format!("channels.{name}"),
+                    "a channel name is 1 to 128 of A-Z a-z 0-9 . _ -",
+                ));
+            }
+            let workflow = match raw_channel.workflow.as_deref().unwrap_or("release_channel") {
+                "release_channel" => Workflow::ReleaseChannel,
+                "sensitive_channel" => Workflow::SensitiveChannel,
+                other => {
+                    return Err(invalid(
+                        k("workflow"),
+                        format!("{other:?} is not \"release_channel\" or \"sensitive_channel\""),
+                    ));
+                }
+            };
+            let rollout = raw_channel.rollout_percent.unwrap_or(100);
+            let rollout_percent = u8::try_from(rollout)
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| {
+                    invalid(k("rollout_percent"), format!("{rollout} is not 0..=100"))
+                })?;
+            let models = raw_channel.models.clone().unwrap_or_default();
+            if let Some(m) = models
+                .iter()
+                .find(|m| !devices.values().any(|d| &d.model == *m))
+            {
+                return Err(invalid(
+                    k("models"),
+                    format!("{m:?} is no model of [devices]"),
+                ));
+            }
+            let base = rules
+                .get(&workflow)
+                .cloned()
+                .unwrap_or_else(|| defaults.clone());
+            let rules = resolve(&format!("channels.{name}"), &base, &raw_channel.rules())?;
+            channels.insert(
+                name.clone(),
+                Channel {
+                    workflow,
+                    rollout_percent,
+                    models,
+                    rules,
+                },
+            );
+        }
         Ok(Policy {
             hash,
             trust,
             devices,
             application,
             rules,
+            channels,
         })
     }
 
@@ -434,6 +539,7 @@ impl Policy {
             devices: BTreeMap::new(),
             application: Application::default(),
             rules: BTreeMap::new(),
+            channels: BTreeMap::new(),
         })
     }
 
@@ -462,19 +568,61 @@ impl Policy {
         self.rules.get(&workflow)
     }
 
-    /// Decides whether a device with `claims` may do `workflow`. Total: every input gives a
-    /// decision; anything the policy cannot confirm is a reason to refuse.
-    pub fn evaluate(&self, claims: &Claims, workflow: Workflow) -> Decision {
-        let mut reasons = BTreeSet::new();
-        let mut device_model = None;
-        let Some(rules) = self.rules.get(&workflow) else {
-            return Decision {
+    /// A configured channel.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.get(name)
+    }
+
+    /// Decides for `workflow` on `resource`: for the channel workflows, a configured channel's
+    /// rules and models apply, and a channel configured for the other channel workflow is
+    /// refused. Otherwise as [`Policy::evaluate`].
+    pub fn evaluate_for(&self, claims: &Claims, workflow: Workflow, resource: &str) -> Decision {
+        let channel_workflow = matches!(
+            workflow,
+            Workflow::ReleaseChannel | Workflow::SensitiveChannel
+        );
+        match self.channels.get(resource).filter(|_| channel_workflow) {
+            None => self.evaluate(claims, workflow),
+            Some(c) if c.workflow != workflow => Decision {
                 eligible: false,
                 reasons: vec![ReasonCode::EligibilityFailure],
                 policy_hash: self.hash.clone(),
-                device_model,
-            };
-        };
+                device_model: None,
+            },
+            Some(c) => {
+                let mut d = self.evaluate_with(claims, &c.rules);
+                let model_ok = c.models.is_empty()
+                    || d.device_model
+                        .as_ref()
+                        .is_some_and(|m| c.models.contains(m));
+                if !model_ok {
+                    d.reasons.push(ReasonCode::UnsupportedDevice);
+                    d.reasons.sort();
+                    d.reasons.dedup();
+                    d.eligible = false;
+                }
+                d
+            }
+        }
+    }
+
+    /// Decides whether a device with `claims` may do `workflow`. Total: every input gives a
+    /// decision; anything the policy cannot confirm is a reason to refuse.
+    pub fn evaluate(&self, claims: &Claims, workflow: Workflow) -> Decision {
+        match self.rules.get(&workflow) {
+            Some(rules) => self.evaluate_with(claims, rules),
+            None => Decision {
+                eligible: false,
+                reasons: vec![ReasonCode::EligibilityFailure],
+                policy_hash: self.hash.clone(),
+                device_model: None,
+            },
+        }
+    }
+
+    fn evaluate_with(&self, claims: &Claims, rules: &Rules) -> Decision {
+        let mut reasons = BTreeSet::new();
+        let mut device_model = None;
         let mut add = |seed: ReasonCode, specific: Option<ReasonCode>| {
             reasons.insert(seed);
             if let Some(s) = specific {

@@ -387,3 +387,91 @@ fn hash_is_of_the_text() {
     assert_ne!(a.hash(), b.hash());
     assert_eq!(a.hash().len(), 64);
 }
+
+#[test]
+fn channels_override_rules_and_restrict_models() {
+    let key = hex(&BOOT_KEY);
+    let p = Policy::from_toml(&format!(
+        r#"
+[devices."{key}"]
+model = "Enigm Phone 1"
+boot_states = ["self_signed"]
+
+[channels.beta]
+rollout_percent = 10
+min_os_patch_level = 202610
+
+[channels.phones]
+models = ["Enigm Phone 1"]
+
+[channels.vault]
+workflow = "sensitive_channel"
+min_security_level = "strongbox"
+"#
+    ))
+    .unwrap();
+    let c = claims();
+    let beta = p.channel("beta").unwrap();
+    assert_eq!(
+        (beta.workflow, beta.rollout_percent),
+        (Workflow::ReleaseChannel, 10)
+    );
+    // beta's own minimum: patch 2026-09 is too old there, fine for the plain workflow.
+    assert_eq!(
+        p.evaluate_for(&c, Workflow::ReleaseChannel, "beta").reasons,
+        [R::IneligibleBuild, R::PatchLevelTooOld]
+    );
+    assert!(
+        p.evaluate_for(&c, Workflow::ReleaseChannel, "unconfigured")
+            .eligible
+    );
+    assert!(
+        p.evaluate_for(&c, Workflow::ReleaseChannel, "phones")
+            .eligible
+    );
+    // A device whose boot key names no listed model is refused by `models` too.
+    let mut other = claims();
+    other.root_of_trust.as_mut().unwrap().verified_boot_key = OTHER_KEY.to_vec();
+    assert!(
+        p.evaluate_for(&other, Workflow::ReleaseChannel, "phones")
+            .reasons
+            .contains(&R::UnsupportedDevice)
+    );
+    assert_eq!(
+        p.evaluate_for(&c, Workflow::SensitiveChannel, "vault")
+            .reasons,
+        [R::EligibilityFailure]
+    );
+    // A channel asked for through the other channel workflow is refused.
+    assert_eq!(
+        p.evaluate_for(&c, Workflow::ReleaseChannel, "vault")
+            .reasons,
+        [R::EligibilityFailure]
+    );
+    // Other workflows ignore channels even when the resource has a channel's name.
+    assert!(
+        p.evaluate_for(&c, Workflow::PrivateArtifact, "beta")
+            .eligible
+    );
+
+    for (text, want) in [
+        (
+            "[channels.x]\nworkflow = \"registration\"",
+            "channels.x.workflow",
+        ),
+        (
+            "[channels.x]\nrollout_percent = 101",
+            "channels.x.rollout_percent",
+        ),
+        (
+            "[channels.x]\nrollout_percent = -1",
+            "channels.x.rollout_percent",
+        ),
+        ("[channels.x]\nmodels = [\"Nope\"]", "channels.x.models"),
+        ("[channels.\"a/b\"]\nrollout_percent = 5", "channels.a/b"),
+        ("[channels.x]\nboot_states = [\"verified\"]", "boot_states"),
+    ] {
+        let err = Policy::from_toml(text).unwrap_err().to_string();
+        assert!(err.contains(want), "{text}: {err}");
+    }
+}

@@ -31,6 +31,8 @@ pub enum GateCode {
     DeviceRevoked,
     /// 403: the device is not registered for updates.
     NotRegistered,
+    /// 403: the device is outside the channel's staged rollout.
+    NotInRollout,
 }
 
 impl GateCode {
@@ -44,6 +46,7 @@ impl GateCode {
             GateCode::InsufficientScope => "insufficient_scope",
             GateCode::DeviceRevoked => "device_revoked",
             GateCode::NotRegistered => "not_registered",
+            GateCode::NotInRollout => "not_in_rollout",
         }
     }
 
@@ -221,6 +224,57 @@ impl Service {
             .store
             .register(&grant.handle, product, grant.now)
             .await?)
+    }
+
+    /// The device's rollout bucket in `channel`, 0-99: the first two bytes (big-endian) of
+    /// HMAC-SHA-256(K_channel, handle) modulo 100, where K_channel = HMAC-SHA-256(handle secret,
+    /// "enigm-attest rollout " + channel). Computed here only: a client's hint never moves it.
+    pub fn rollout_bucket(&self, channel: &str, handle: &str) -> u8 {
+        use aws_lc_rs::hmac;
+        let channel_key = hmac::sign(
+            &self.handle_key,
+            format!("enigm-attest rollout {channel}").as_bytes(),
+        );
+        let key = hmac::Key::new(hmac::HMAC_SHA256, channel_key.as_ref());
+        let tag = hmac::sign(&key, handle.as_bytes());
+        let b = tag.as_ref();
+        let v = u16::from_be_bytes([
+            b.first().copied().unwrap_or(0),
+            b.get(1).copied().unwrap_or(0),
+        ]);
+        (v % 100) as u8
+    }
+
+    /// Admits the device of `grant` to `channel` when it is inside the staged rollout (its
+    /// eligibility, models included, was decided when its token was issued).
+    pub async fn join_channel(
+        &self,
+        grant: &Grant,
+        channel: &str,
+    ) -> Result<Registration, ServiceError> {
+        let trust = self.trust();
+        let c = trust
+            .policy
+            .channel(channel)
+            .ok_or_else(|| ServiceError::NotFound(format!("channel {channel}")))?;
+        if self.rollout_bucket(channel, &grant.handle) >= c.rollout_percent {
+            return Err(refuse(
+                GateCode::NotInRollout,
+                "the device is outside this channel's rollout",
+            ));
+        }
+        self.store
+            .join_channel(&grant.handle, channel, grant.now)
+            .await?;
+        self.store
+            .registration(&grant.handle)
+            .await?
+            .ok_or_else(|| {
+                refuse(
+                    GateCode::NotRegistered,
+                    "the device is not registered for updates",
+                )
+            })
     }
 
     /// A signed, short-lived statement that the device of `grant` may install `build`: what the

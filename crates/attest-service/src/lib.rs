@@ -735,7 +735,9 @@ impl Service {
                 return self.conclude(&cx, None, reasons, None, None).await;
             }
         };
-        let decision = trust.policy.evaluate(evidence.claims(), workflow);
+        let decision = trust
+            .policy
+            .evaluate_for(evidence.claims(), workflow, &challenge.resource);
         if workflow == Workflow::Enrollment {
             self.enroll(&cx, &evidence, decision).await
         } else {
