@@ -428,6 +428,8 @@ struct AttestationBody {
     device_handle: Option<String>,
     #[serde(default)]
     proof: Option<String>,
+    #[serde(default)]
+    tls_exporter: Option<String>,
 }
 
 /// Reads a body of at most `limit` bytes; a longer one gives back what was read so far.
@@ -595,6 +597,13 @@ async fn attest(
             }
         },
     };
+    // A value that is not 32 bytes of base64url names no connection: a binding failure, decided
+    // (and recorded) like any other.
+    let claimed_exporter = body
+        .tls_exporter
+        .as_deref()
+        .and_then(b64url_decode)
+        .and_then(|v| <[u8; 32]>::try_from(v).ok());
     let r = state
         .service
         .attest(AttestationRequest {
@@ -603,6 +612,7 @@ async fn attest(
             device_handle: body.device_handle,
             proof,
             tls_exporter: exporter.map(|axum::Extension(TlsExporter(e))| e),
+            claimed_exporter,
         })
         .await?;
     let decision = if r.eligible { "eligible" } else { "ineligible" };

@@ -1461,6 +1461,7 @@ async fn reloads_and_list_updates_never_undo_each_other() {
             device_handle: None,
             proof: None,
             tls_exporter: None,
+            claimed_exporter: None,
         })
         .await
         .unwrap();

@@ -215,14 +215,23 @@ async fn proofs_are_bound_to_the_tls_connection() {
                     )
                 }
             };
-            let proof = kdev.sign(&message).unwrap();
-            request(
-                carrier,
-                "POST",
-                "/v1/attestations",
-                &json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
-            )
-            .await
+            let mut proof = kdev.sign(&message).unwrap();
+            // The exporter the client says it signed: the one it bound the proof to.
+            let claimed = match version {
+                1 => None,
+                2 | 4 => Some(exporter(&carrier)),
+                _ => Some(exporter(&other)),
+            };
+            if version == 4 {
+                // Names this connection, but the signature is broken.
+                let last = proof.len() - 1;
+                proof[last] ^= 1;
+            }
+            let mut body = json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)});
+            if let Some(c) = claimed {
+                body["tls_exporter"] = json!(b64url(&c));
+            }
+            request(carrier, "POST", "/v1/attestations", &body).await
         }
     };
     let (status, r) = attempt(2).await;
@@ -231,4 +240,7 @@ async fn proofs_are_bound_to_the_tls_connection() {
     assert_eq!(r["reasons"], json!(["transport_binding_failed"]), "{r}");
     let (_, r) = attempt(1).await;
     assert_eq!(r["reasons"], json!(["transport_binding_failed"]), "{r}");
+    // This connection named, but a bad signature: a request binding failure.
+    let (_, r) = attempt(4).await;
+    assert_eq!(r["reasons"], json!(["request_binding_failed"]), "{r}");
 }

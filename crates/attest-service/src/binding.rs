@@ -74,6 +74,8 @@ pub(crate) struct Inputs<'a> {
     /// The exporter value of the TLS connection the request came on, when the service
     /// terminates TLS.
     pub tls_exporter: Option<&'a [u8; 32]>,
+    /// The exporter value the client says it put in its proof (the request's `tls_exporter`).
+    pub claimed_exporter: Option<&'a [u8; 32]>,
     pub challenge: &'a ChallengeRecord,
     pub request_handle: Option<&'a str>,
     pub device: Option<&'a DeviceRecord>,
@@ -111,6 +113,20 @@ pub(crate) fn check(i: Inputs<'_>) -> Bound {
         };
     };
     let c = i.challenge;
+    // On TLS the client names the exporter it signed: another connection's (or none) is a
+    // relay, told apart from a bad signature.
+    if let Some(exporter) = i.tls_exporter {
+        let same = i.claimed_exporter.is_some_and(|claimed| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(claimed, exporter).is_ok()
+        });
+        if !same {
+            fail(&mut reasons, ReasonCode::TransportBindingFailed);
+            return Bound {
+                device: None,
+                reasons,
+            };
+        }
+    }
     let message = match i.tls_exporter {
         Some(exporter) => proof_message_v2(
             &c.id,
@@ -126,16 +142,7 @@ pub(crate) fn check(i: Inputs<'_>) -> Bound {
         .proof
         .is_some_and(|p| verify_with_spki(&device.key_spki, &message, p).is_ok());
     if !proven {
-        // On TLS, a proof that does not cover this connection is a proof of another one (a
-        // relay), or of none.
-        fail(
-            &mut reasons,
-            if i.tls_exporter.is_some() {
-                ReasonCode::TransportBindingFailed
-            } else {
-                ReasonCode::RequestBindingFailed
-            },
-        );
+        fail(&mut reasons, ReasonCode::RequestBindingFailed);
         return Bound {
             device: None,
             reasons,

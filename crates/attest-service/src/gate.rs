@@ -33,6 +33,8 @@ pub enum GateCode {
     NotRegistered,
     /// 403: the device is outside the channel's staged rollout.
     NotInRollout,
+    /// 403: the device's model is not among the channel's `models`.
+    ModelNotAllowed,
 }
 
 impl GateCode {
@@ -47,6 +49,7 @@ impl GateCode {
             GateCode::DeviceRevoked => "device_revoked",
             GateCode::NotRegistered => "not_registered",
             GateCode::NotInRollout => "not_in_rollout",
+            GateCode::ModelNotAllowed => "model_not_allowed",
         }
     }
 
@@ -92,6 +95,8 @@ pub struct Grant {
     pub registration: Option<Registration>,
     /// The token's `cnf.jkt`.
     pub jkt: String,
+    /// The model the device enrolled as, when its boot key names one.
+    pub model: Option<String>,
     /// The server's time for this request.
     pub now: UnixTime,
 }
@@ -210,6 +215,7 @@ impl Service {
             handle: handle.to_owned(),
             registration,
             jkt: jkt.to_owned(),
+            model: device.model.clone(),
             now,
         })
     }
@@ -257,6 +263,12 @@ impl Service {
             .policy
             .channel(channel)
             .ok_or_else(|| ServiceError::NotFound(format!("channel {channel}")))?;
+        if !c.models.is_empty() && !grant.model.as_ref().is_some_and(|m| c.models.contains(m)) {
+            return Err(refuse(
+                GateCode::ModelNotAllowed,
+                "this device's model is not admitted to this channel",
+            ));
+        }
         if self.rollout_bucket(channel, &grant.handle) >= c.rollout_percent {
             return Err(refuse(
                 GateCode::NotInRollout,

@@ -280,6 +280,8 @@ pub struct AttestationRequest {
     /// The TLS exporter value of the connection the request came on (RFC 9266), when the
     /// service terminates TLS.
     pub tls_exporter: Option<[u8; 32]>,
+    /// The exporter value the client put in its proof v2 (the request body's `tls_exporter`).
+    pub claimed_exporter: Option<[u8; 32]>,
 }
 
 /// The answer to an attestation.
@@ -342,6 +344,8 @@ struct Ctx<'a> {
     now: UnixTime,
     /// The TLS exporter of the request's connection, when the service terminates TLS.
     tls_exporter: Option<[u8; 32]>,
+    /// The exporter the client says it signed.
+    claimed_exporter: Option<[u8; 32]>,
 }
 
 fn decision_name(reasons: &[ReasonCode]) -> &'static str {
@@ -641,6 +645,7 @@ impl Service {
             trust: &trust,
             now,
             tls_exporter: None,
+            claimed_exporter: None,
         };
         if let Err(e) = self.record(&cx, None, &[code], None).await {
             return e;
@@ -665,6 +670,7 @@ impl Service {
             trust: &trust,
             now,
             tls_exporter: req.tls_exporter,
+            claimed_exporter: req.claimed_exporter,
         };
         if now >= challenge.expires_at {
             self.record(&cx, None, &[ReasonCode::StaleAttestation], None)
@@ -817,6 +823,7 @@ impl Service {
         };
         let bound = binding::check(binding::Inputs {
             tls_exporter: cx.tls_exporter.as_ref(),
+            claimed_exporter: cx.claimed_exporter.as_ref(),
             challenge: cx.challenge,
             request_handle: handle,
             device: device.as_ref(),
