@@ -697,3 +697,47 @@ async fn rollout_buckets_are_fixed_by_the_secret_channel_and_handle() {
 /// Computed independently of this code (Python's hmac over the documented construction) for
 /// the test secret of 32 bytes of 7.
 const GOLDEN: [u8; 3] = [11, 1, 73];
+
+#[tokio::test]
+async fn no_gated_route_is_reachable_without_the_gate() {
+    let device = SoftwareDevice::new().unwrap();
+    let g = start(&device).await;
+    let gated: Vec<_> = attest_http::ROUTES
+        .iter()
+        .filter(|(_, path, _)| path.starts_with("/v1/ota/"))
+        .collect();
+    assert_eq!(gated.len(), 5, "every OTA route is in this test");
+    for (method, template, admin) in gated {
+        assert!(!admin);
+        let path = template
+            .replace("{channel}", "beta")
+            .replace("{id}", "build-42");
+        let body = match path.as_str() {
+            "/v1/ota/registrations" => Some(json!({"product": "enigm-phone"}).to_string()),
+            "/v1/ota/authorizations" => Some(json!({"build": "build-42"}).to_string()),
+            _ => None,
+        };
+        for headers in [
+            vec![],
+            vec![("Authorization", "DPoP not-a-token".to_owned())],
+        ] {
+            let r = http(
+                g.addr,
+                method,
+                &path,
+                &headers,
+                body.as_deref().map(str::as_bytes),
+            )
+            .await;
+            assert_eq!(
+                (r.status, r.code().as_deref()),
+                (401, Some("invalid_token")),
+                "{method} {path}"
+            );
+            assert!(
+                r.header("dpop-nonce").is_some(),
+                "{method} {path}: a nonce to start with"
+            );
+        }
+    }
+}
