@@ -10,6 +10,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ use attest_http::{AppState, router};
 use attest_policy::Policy;
 use attest_service::{Service, ServiceConfig, Trust, proof_message};
 use attest_store::Store;
-use attest_token::{Signer, b64url, b64url_decode, jwk_from_spki};
+use attest_token::{Signer, b64url, b64url_decode};
 use aws_lc_rs::digest;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -167,21 +169,6 @@ fn chain_json(chain: &[Vec<u8>]) -> Vec<String> {
         .collect()
 }
 
-/// An ECDSA signature as ASN.1 DER (what the device key makes) turned into JWS r || s.
-fn fixed(der: &[u8]) -> Vec<u8> {
-    use attest_android::der::{Tag, parse_single};
-    let seq = parse_single(der, 0, Tag::SEQUENCE, "SEQUENCE", "sig").unwrap();
-    let mut r = seq.reader();
-    let mut out = Vec::new();
-    for _ in 0..2 {
-        let v = r.read(Tag::INTEGER, "INTEGER", "sig").unwrap().value;
-        let v: Vec<u8> = v.iter().copied().skip_while(|b| *b == 0).collect();
-        out.extend(std::iter::repeat_n(0u8, 32 - v.len()));
-        out.extend_from_slice(&v);
-    }
-    out
-}
-
 /// A DPoP proof by `key` for `method` on `path`, for `token`, with `nonce`.
 fn dpop(
     g: &Gate,
@@ -192,23 +179,15 @@ fn dpop(
     nonce: Option<&str>,
     jti: &str,
 ) -> String {
-    let header =
-        json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk_from_spki(key.spki()).unwrap()});
-    let mut claims = json!({
-        "jti": jti, "htm": method, "htu": format!("http://{}{path}", g.addr), "iat": START.as_secs(),
-        "ath": b64url(digest::digest(&digest::SHA256, token.as_bytes()).as_ref()),
-    });
-    if let Some(n) = nonce {
-        claims["nonce"] = json!(n);
-    }
-    let input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    format!(
-        "{input}.{}",
-        b64url(&fixed(&key.sign(input.as_bytes()).unwrap()))
+    common::dpop_proof(
+        key,
+        method,
+        &format!("http://{}{path}", g.addr),
+        token,
+        nonce,
+        jti,
+        START,
+        None,
     )
 }
 

@@ -10,6 +10,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -33,6 +35,7 @@ const START: UnixTime = UnixTime::from_secs(1_793_491_200);
 struct Tls {
     addr: SocketAddr,
     connector: tokio_rustls::TlsConnector,
+    service: Arc<Service>,
     _dir: TempDir,
 }
 
@@ -43,7 +46,12 @@ async fn start(device: &SoftwareDevice) -> Tls {
     let tls = attest_http::tls_config(vec![cert_der.clone()], key).unwrap();
 
     let dir = TempDir::new("tls").unwrap();
-    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+    let ota = dir.path().join("ota");
+    std::fs::create_dir_all(ota.join("artifacts")).unwrap();
+    std::fs::write(ota.join("artifacts/build-42"), b"artifact bytes").unwrap();
+    let store = Store::open_sqlite_dir(&dir.path().join("data"))
+        .await
+        .unwrap();
     let mut anchors = TrustAnchors::empty();
     anchors
         .add_certificate(device.root_cert().to_vec())
@@ -62,7 +70,11 @@ async fn start(device: &SoftwareDevice) -> Tls {
         ServiceConfig::default(),
         Arc::new(ManualClock::new(START)),
     ));
-    let app = router(AppState::new(service, vec![], vec![]).with_transport_binding(true));
+    let app = router(
+        AppState::new(Arc::clone(&service), vec![], vec![])
+            .with_transport_binding(true)
+            .with_ota_dir(ota),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(attest_http::serve(
@@ -84,6 +96,7 @@ async fn start(device: &SoftwareDevice) -> Tls {
     Tls {
         addr,
         connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        service,
         _dir: dir,
     }
 }
@@ -109,18 +122,32 @@ fn exporter(s: &TlsStream<tokio::net::TcpStream>) -> [u8; 32] {
 
 /// One request on `s` (which it closes); status and JSON body.
 async fn request(
+    s: TlsStream<tokio::net::TcpStream>,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    request_with(s, method, path, body, &[]).await
+}
+
+async fn request_with(
     mut s: TlsStream<tokio::net::TcpStream>,
     method: &str,
     path: &str,
     body: &Value,
+    headers: &[(&str, String)],
 ) -> (u16, Value) {
     let body = if body.is_null() {
         String::new()
     } else {
         body.to_string()
     };
+    let mut extra = String::new();
+    for (k, v) in headers {
+        extra.push_str(&format!("{k}: {v}\r\n"));
+    }
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -236,6 +263,54 @@ async fn proofs_are_bound_to_the_tls_connection() {
     };
     let (status, r) = attempt(2).await;
     assert_eq!((status, &r["decision"]), (200, &json!("eligible")), "{r}");
+    let token = r["token"].as_str().unwrap().to_owned();
+
+    // The gated download: the DPoP proof names the connection it travels on.
+    let path = "/v1/ota/artifacts/build-42";
+    let url = format!("https://localhost{path}");
+    let get = |bind: u8| {
+        let (t, token, url) = (&t, token.clone(), url.clone());
+        let kdev = &enrolled.key;
+        async move {
+            let carrier = t.connect().await;
+            let other = t.connect().await;
+            let exporter_claim = match bind {
+                0 => Some(exporter(&carrier)),
+                1 => Some(exporter(&other)),
+                _ => None,
+            };
+            let jti = format!("jti-{bind}");
+            let nonce = t.service.dpop_nonce();
+            let proof = common::dpop_proof(
+                kdev,
+                "GET",
+                &url,
+                &token,
+                Some(&nonce),
+                &jti,
+                START,
+                exporter_claim.as_ref(),
+            );
+            request_with(
+                carrier,
+                "GET",
+                path,
+                &Value::Null,
+                &[("Authorization", format!("DPoP {token}")), ("DPoP", proof)],
+            )
+            .await
+        }
+    };
+    let (status, _) = get(0).await;
+    assert_eq!(status, 200);
+    for relay in [1, 2] {
+        let (status, r) = get(relay).await;
+        assert_eq!(
+            (status, r["error"]["code"].as_str()),
+            (401, Some("transport_binding_failed")),
+            "{r}"
+        );
+    }
     let (_, r) = attempt(3).await;
     assert_eq!(r["reasons"], json!(["transport_binding_failed"]), "{r}");
     let (_, r) = attempt(1).await;
