@@ -720,3 +720,93 @@ async fn no_gated_route_is_reachable_without_the_gate() {
         }
     }
 }
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_gib_artifact_streams_with_flat_memory_and_resumes() {
+    let device = SoftwareDevice::new().unwrap();
+    let g = start(&device).await;
+    // A sparse 1 GiB file: nothing to write, everything to read.
+    let big = g._dir.path().join("ota/artifacts/big");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let (handle, kdev) = g.enroll(&device).await;
+    let token = g
+        .token(&device, &kdev, &handle, "private_artifact", "big")
+        .await;
+    let before = peak_rss_kib();
+    for (range, want) in [
+        (None, 1u64 << 30),
+        (Some("bytes=1000000000-"), (1u64 << 30) - 1_000_000_000),
+    ] {
+        let path = "/v1/ota/artifacts/big";
+        let proof = dpop(
+            &g,
+            &kdev,
+            "GET",
+            path,
+            &token,
+            Some(&g.service.dpop_nonce()),
+            &b64url(&rand16()),
+        );
+        let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: DPoP {token}\r\nDPoP: {proof}\r\n",
+            g.addr
+        );
+        if let Some(r) = range {
+            req.push_str(&format!("Range: {r}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        // Read and discard: the client keeps nothing either.
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut head = Vec::new();
+        let mut body = 0u64;
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                body += n as u64;
+            } else {
+                head.extend_from_slice(&buf[..n]);
+                if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    body += (head.len() - at - 4) as u64;
+                    head.truncate(at + 4);
+                }
+            }
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        assert!(
+            head.starts_with(if range.is_some() {
+                "HTTP/1.1 206"
+            } else {
+                "HTTP/1.1 200"
+            }),
+            "{head}"
+        );
+        assert_eq!(body, want);
+    }
+    if let (Some(b), Some(a)) = (before, peak_rss_kib()) {
+        // Two downloads of a gibibyte: the peak may not grow by more than 64 MiB.
+        assert!(
+            a.saturating_sub(b) < 64 * 1024,
+            "peak RSS grew from {b} to {a} KiB"
+        );
+    }
+}
