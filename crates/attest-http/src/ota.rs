@@ -228,6 +228,13 @@ pub(crate) async fn authorize(
     }
 }
 
+/// Links are not followed out of the OTA directory: a link planted there is not served.
+async fn is_symlink(path: &Path) -> bool {
+    tokio::fs::symlink_metadata(path)
+        .await
+        .is_ok_and(|m| m.file_type().is_symlink())
+}
+
 fn not_found() -> Response {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource").into_response()
 }
@@ -248,15 +255,33 @@ pub(crate) async fn metadata(
         Ok(d) => d.to_path_buf(),
         Err(e) => return e.into_response(),
     };
+    // A configured (staged) channel's metadata is for its members only.
+    let staged = state.service.trust().policy.channel(&channel).is_some();
     let g = Gated {
         workflow: Workflow::ProtectedMetadata,
         resource: &channel,
-        needs_registration: false,
+        needs_registration: staged,
     };
-    if let Err(resp) = pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
-        return *resp;
+    let grant = match pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
+        Ok(g) => g,
+        Err(resp) => return *resp,
+    };
+    let member = grant
+        .registration
+        .as_ref()
+        .is_some_and(|r| r.channels.contains(&channel));
+    if staged && !member {
+        return gate_error(
+            &state,
+            GateCode::NotInRollout,
+            "the device is not a member of this channel".into(),
+        );
     }
-    let path = dir.join("channels").join(&channel).join("metadata");
+    let channel_dir = dir.join("channels").join(&channel);
+    let path = channel_dir.join("metadata");
+    if is_symlink(&channel_dir).await || is_symlink(&path).await {
+        return not_found();
+    }
     let bytes = match tokio::fs::metadata(&path).await {
         Ok(m) if m.is_file() && m.len() <= MAX_METADATA_BYTES => match tokio::fs::read(&path).await
         {
@@ -344,6 +369,9 @@ pub(crate) async fn artifact(
         return *resp;
     }
     let path = dir.join("artifacts").join(&id);
+    if is_symlink(&path).await {
+        return not_found();
+    }
     let Ok(mut file) = tokio::fs::File::open(&path).await else {
         return not_found();
     };
@@ -433,17 +461,15 @@ pub(crate) async fn membership(
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let Some(workflow) = state
+    // An unknown channel is told only to a caller the gate admits: no listing of channels.
+    let known = state
         .service
         .trust()
         .policy
         .channel(&channel)
-        .map(|c| c.workflow)
-    else {
-        return not_found();
-    };
+        .map(|c| c.workflow);
     let g = Gated {
-        workflow,
+        workflow: known.unwrap_or(Workflow::ReleaseChannel),
         resource: &channel,
         needs_registration: true,
     };
@@ -451,6 +477,9 @@ pub(crate) async fn membership(
         Ok(g) => g,
         Err(resp) => return *resp,
     };
+    if known.is_none() {
+        return not_found();
+    }
     match state.service.join_channel(&grant, &channel).await {
         Ok(r) => with_nonce(
             &state,

@@ -30,6 +30,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const START: UnixTime = UnixTime::from_secs(1_793_491_200);
+
+/// The tests of this file run one at a time: the large-artifact test measures the process's
+/// peak memory, which concurrent tests would raise.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const ADMIN_TOKEN: &str = "eat_gate-admin";
 
 struct Reply {
@@ -121,6 +125,14 @@ async fn start(device: &SoftwareDevice) -> Gate {
     let artifact: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(ota.join("artifacts/build-42"), &artifact).unwrap();
     std::fs::write(dir.path().join("secret-outside"), b"never served").unwrap();
+    std::fs::create_dir_all(ota.join("channels/beta")).unwrap();
+    std::fs::write(ota.join("channels/beta/metadata"), b"beta metadata").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(
+        dir.path().join("secret-outside"),
+        ota.join("artifacts/link"),
+    )
+    .unwrap();
 
     let store = Store::open_sqlite_dir(&dir.path().join("data"))
         .await
@@ -287,6 +299,7 @@ fn rand16() -> [u8; 16] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gate_admits_only_bound_fresh_scoped_requests() {
+    let _serial = SERIAL.lock().await;
     let device = SoftwareDevice::new().unwrap();
     let g = start(&device).await;
     let (handle, kdev) = g.enroll(&device).await;
@@ -546,6 +559,18 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
     // Channels: inside the rollout the device is admitted; at 0% it is not; an unknown channel
     // is not found; a channel whose own rules ask for StrongBox refuses this TEE device at
     // attestation.
+    // A staged channel's metadata is for members only.
+    let beta_meta = g
+        .token(&device, &kdev, &handle, "protected_metadata", "beta")
+        .await;
+    let meta_path = "/v1/ota/channels/beta/metadata";
+    let r = g
+        .gated(&kdev, "GET", meta_path, &beta_meta, None, &[])
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (403, Some("not_in_rollout"))
+    );
     let beta = g
         .token(&device, &kdev, &handle, "release_channel", "beta")
         .await;
@@ -561,6 +586,10 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["channels"], json!(["beta"]));
+    let r = g
+        .gated(&kdev, "GET", meta_path, &beta_meta, None, &[])
+        .await;
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"beta metadata"[..]));
     let closed = g
         .token(&device, &kdev, &handle, "release_channel", "closed")
         .await;
@@ -578,15 +607,20 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
         (r.status, r.code().as_deref()),
         (403, Some("not_in_rollout"))
     );
+    // An unknown channel: only a caller the gate admits learns it does not exist.
+    let nowhere_path = "/v1/ota/channels/nowhere/membership";
     let r = g
-        .gated(
-            &kdev,
-            "POST",
-            "/v1/ota/channels/nowhere/membership",
-            &closed,
-            None,
-            &[],
-        )
+        .gated(&kdev, "POST", nowhere_path, &closed, None, &[])
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (403, Some("insufficient_scope"))
+    );
+    let nowhere = g
+        .token(&device, &kdev, &handle, "release_channel", "nowhere")
+        .await;
+    let r = g
+        .gated(&kdev, "POST", nowhere_path, &nowhere, None, &[])
         .await;
     assert_eq!(r.status, 404);
     let c = g
@@ -637,6 +671,62 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
     .unwrap();
     assert_eq!(claims["channels"], json!(["beta"]));
 
+    // Registering for another product leaves the old product's channels behind.
+    let other = g
+        .token(&device, &kdev, &handle, "registration", "other-product")
+        .await;
+    let reg = json!({"product": "other-product"}).to_string();
+    let r = g
+        .gated(
+            &kdev,
+            "POST",
+            "/v1/ota/registrations",
+            &other,
+            Some(reg.as_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!((r.status, &r.json()["channels"]), (201, &json!([])));
+
+    // A link planted in the OTA directory is not followed.
+    let link = g
+        .token(&device, &kdev, &handle, "private_artifact", "link")
+        .await;
+    let r = g
+        .gated(&kdev, "GET", "/v1/ota/artifacts/link", &link, None, &[])
+        .await;
+    assert_eq!(r.status, 404);
+    assert!(!String::from_utf8_lossy(&r.body).contains("never served"));
+
+    // A signed result is not an eligibility token, though signed by the same key.
+    let c = g
+        .post("/v1/challenges", &json!({"workflow": "private_artifact", "resource": "build-42", "device_handle": handle}))
+        .await;
+    let id = c["challenge_id"].as_str().unwrap();
+    let nonce = b64url_decode(c["nonce"].as_str().unwrap()).unwrap();
+    let fresh = device.attest(&nonce).unwrap();
+    let proof = kdev
+        .sign(&proof_message(
+            id,
+            &nonce,
+            "private_artifact",
+            "build-42",
+            fresh.key.spki(),
+        ))
+        .unwrap();
+    let res = g
+        .post(
+            "/v1/attestations",
+            &json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
+        )
+        .await;
+    let result_jwt = res["result"].as_str().unwrap().to_owned();
+    let r = g.gated(&kdev, "GET", path, &result_jwt, None, &[]).await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (401, Some("invalid_token"))
+    );
+
     // Revocation acts at once, on a token that is still valid.
     let r = http(
         g.addr,
@@ -656,6 +746,7 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
 
 #[tokio::test]
 async fn rollout_buckets_are_fixed_by_the_secret_channel_and_handle() {
+    let _serial = SERIAL.lock().await;
     // Golden values: the bucket must not move across releases or toolchains (threats.md 26).
     let device = SoftwareDevice::new().unwrap();
     let g = start(&device).await;
@@ -679,6 +770,7 @@ const GOLDEN: [u8; 3] = [11, 1, 73];
 
 #[tokio::test]
 async fn no_gated_route_is_reachable_without_the_gate() {
+    let _serial = SERIAL.lock().await;
     let device = SoftwareDevice::new().unwrap();
     let g = start(&device).await;
     let gated: Vec<_> = attest_http::ROUTES
@@ -735,6 +827,7 @@ fn peak_rss_kib() -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_gib_artifact_streams_with_flat_memory_and_resumes() {
+    let _serial = SERIAL.lock().await;
     let device = SoftwareDevice::new().unwrap();
     let g = start(&device).await;
     // A sparse 1 GiB file: nothing to write, everything to read.

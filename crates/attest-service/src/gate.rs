@@ -128,7 +128,7 @@ impl Service {
                     "expected Authorization: DPoP <token>",
                 )
             })?;
-        let claims = attest_token::verify(token, &self.signer.jwks(), now)
+        let claims = attest_token::verify_typed(token, &self.signer.jwks(), now, "at+jwt")
             .map_err(|e| refuse(GateCode::InvalidToken, e.to_string()))?;
         let text = |name: &str| claims.get(name).and_then(Value::as_str);
         if text("aud") != Some("enigm-ota") || text("iss") != Some(self.config.issuer.as_str()) {
@@ -270,6 +270,7 @@ impl Service {
             ));
         }
         if self.rollout_bucket(channel, &grant.handle) >= c.rollout_percent {
+            // Note: a device can re-enroll with new keys to draw other buckets; docs/protocol.md.
             return Err(refuse(
                 GateCode::NotInRollout,
                 "the device is outside this channel's rollout",

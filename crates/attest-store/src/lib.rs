@@ -547,6 +547,14 @@ impl Store {
         at: UnixTime,
     ) -> Result<Registration> {
         let mut tx = self.write_transaction().await?;
+        // Another product: the channels joined for the old one do not carry over.
+        sqlx::query(
+            "DELETE FROM channel_members WHERE handle = $1 AND EXISTS (SELECT 1 FROM registrations WHERE handle = $1 AND product <> $2)",
+        )
+        .bind(handle)
+        .bind(product)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO registrations (handle, product, registered_at) VALUES ($1, $2, $3) ON CONFLICT (handle) DO UPDATE SET product = excluded.product",
         )

@@ -199,7 +199,8 @@ pub fn check_dpop(proof: &str, expect: &DpopExpectations<'_>) -> Result<DpopProo
         .get("iat")
         .and_then(Value::as_i64)
         .ok_or(DpopError::Malformed("iat missing"))?;
-    if (iat - expect.now.as_secs()).abs() > expect.window_secs {
+    // abs_diff: no overflow whatever i64 the client sends.
+    if iat.abs_diff(expect.now.as_secs()) > expect.window_secs.unsigned_abs() {
         return Err(DpopError::Stale);
     }
     let ath = b64url(digest::digest(&digest::SHA256, expect.access_token.as_bytes()).as_ref());

@@ -207,6 +207,30 @@ impl Signer {
     }
 }
 
+/// Like [`verify`], and the header's `typ` must be `typ` and the claims must carry an integer
+/// `exp`: what the gate accepts as an eligibility token (`at+jwt`).
+pub fn verify_typed(
+    token: &str,
+    jwks: &Value,
+    now: UnixTime,
+    typ: &str,
+) -> Result<Value, TokenError> {
+    let header: Value = token
+        .split('.')
+        .next()
+        .and_then(b64url_decode)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(TokenError::Malformed)?;
+    if header.get("typ").and_then(Value::as_str) != Some(typ) {
+        return Err(TokenError::Malformed);
+    }
+    let claims = verify(token, jwks, now)?;
+    if claims.get("exp").and_then(Value::as_i64).is_none() {
+        return Err(TokenError::Malformed);
+    }
+    Ok(claims)
+}
+
 /// Verifies a compact JWS against a JWK Set (ES256 only) and returns its claims. Checks `exp`
 /// and `nbf`/`iat` against `now` when present. This is what a relying party does; the gate and
 /// the tests use it.
