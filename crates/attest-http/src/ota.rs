@@ -136,6 +136,16 @@ fn ota_dir(state: &AppState) -> Result<&Path, ApiError> {
     })
 }
 
+/// A registration as the routes answer it.
+fn registration_json(r: &attest_service::Registration) -> serde_json::Value {
+    json!({
+        "device_handle": r.handle,
+        "product": r.product,
+        "channels": r.channels,
+        "registered_at": r.registered_at.to_rfc3339(),
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegistrationBody {
@@ -173,16 +183,7 @@ pub(crate) async fn register(
     match state.service.register(&grant, &body.product).await {
         Ok(r) => with_nonce(
             &state,
-            (
-                StatusCode::CREATED,
-                Json(json!({
-                    "device_handle": r.handle,
-                    "product": r.product,
-                    "channels": r.channels,
-                    "registered_at": r.registered_at.to_rfc3339(),
-                })),
-            )
-                .into_response(),
+            (StatusCode::CREATED, Json(registration_json(&r))).into_response(),
         ),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -481,16 +482,7 @@ pub(crate) async fn membership(
         return not_found();
     }
     match state.service.join_channel(&grant, &channel).await {
-        Ok(r) => with_nonce(
-            &state,
-            Json(json!({
-                "device_handle": r.handle,
-                "product": r.product,
-                "channels": r.channels,
-                "registered_at": r.registered_at.to_rfc3339(),
-            }))
-            .into_response(),
-        ),
+        Ok(r) => with_nonce(&state, Json(registration_json(&r)).into_response()),
         Err(ServiceError::Gate { code, message }) => gate_error(&state, code, message),
         Err(e) => ApiError::from(e).into_response(),
     }

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 mod binding;
 mod gate;
 
+pub use attest_store::Registration;
 pub use gate::{DPOP_WINDOW_SECS, GateCode, GateRequest, Grant};
 
 pub use binding::{proof_message, proof_message_v2};
