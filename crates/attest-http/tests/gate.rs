@@ -231,6 +231,7 @@ impl Gate {
     }
 
     /// An eligibility token for `workflow` and `resource`.
+    /// An eligibility token for `workflow` and `resource` (the attestation must be eligible).
     async fn token(
         &self,
         device: &SoftwareDevice,
@@ -239,6 +240,20 @@ impl Gate {
         workflow: &str,
         resource: &str,
     ) -> String {
+        let r = self.attest(device, kdev, handle, workflow, resource).await;
+        assert_eq!(r["decision"], "eligible", "{r}");
+        r["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A gated attestation (fresh key, proof by K_dev); the answer.
+    async fn attest(
+        &self,
+        device: &SoftwareDevice,
+        kdev: &SigningKey,
+        handle: &str,
+        workflow: &str,
+        resource: &str,
+    ) -> Value {
         let c = self
             .post(
                 "/v1/challenges",
@@ -257,14 +272,11 @@ impl Gate {
                 fresh.key.spki(),
             ))
             .unwrap();
-        let r = self
-            .post(
-                "/v1/attestations",
-                &json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
-            )
-            .await;
-        assert_eq!(r["decision"], "eligible", "{r}");
-        r["token"].as_str().unwrap().to_owned()
+        self.post(
+            "/v1/attestations",
+            &json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
+        )
+        .await
     }
 
     /// A gated request with a fresh nonce and a new jti.
@@ -623,29 +635,8 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
         .gated(&kdev, "POST", nowhere_path, &nowhere, None, &[])
         .await;
     assert_eq!(r.status, 404);
-    let c = g
-        .post(
-            "/v1/challenges",
-            &json!({"workflow": "sensitive_channel", "resource": "vault", "device_handle": handle}),
-        )
-        .await;
-    let id = c["challenge_id"].as_str().unwrap();
-    let nonce = b64url_decode(c["nonce"].as_str().unwrap()).unwrap();
-    let fresh = device.attest(&nonce).unwrap();
-    let proof = kdev
-        .sign(&proof_message(
-            id,
-            &nonce,
-            "sensitive_channel",
-            "vault",
-            fresh.key.spki(),
-        ))
-        .unwrap();
     let r = g
-        .post(
-            "/v1/attestations",
-            &json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
-        )
+        .attest(&device, &kdev, &handle, "sensitive_channel", "vault")
         .await;
     assert_eq!(
         (r["decision"].as_str(), &r["reasons"]),
@@ -699,26 +690,8 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
     assert!(!String::from_utf8_lossy(&r.body).contains("never served"));
 
     // A signed result is not an eligibility token, though signed by the same key.
-    let c = g
-        .post("/v1/challenges", &json!({"workflow": "private_artifact", "resource": "build-42", "device_handle": handle}))
-        .await;
-    let id = c["challenge_id"].as_str().unwrap();
-    let nonce = b64url_decode(c["nonce"].as_str().unwrap()).unwrap();
-    let fresh = device.attest(&nonce).unwrap();
-    let proof = kdev
-        .sign(&proof_message(
-            id,
-            &nonce,
-            "private_artifact",
-            "build-42",
-            fresh.key.spki(),
-        ))
-        .unwrap();
     let res = g
-        .post(
-            "/v1/attestations",
-            &json!({"challenge_id": id, "certificate_chain": chain_json(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
-        )
+        .attest(&device, &kdev, &handle, "private_artifact", "build-42")
         .await;
     let result_jwt = res["result"].as_str().unwrap().to_owned();
     let r = g.gated(&kdev, "GET", path, &result_jwt, None, &[]).await;
