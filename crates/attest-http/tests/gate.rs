@@ -876,3 +876,70 @@ async fn a_one_gib_artifact_streams_with_flat_memory_and_resumes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relying_party_elsewhere_admits_with_the_jwks_alone() {
+    // What examples/relying_party.rs runs: the same checks with only the published JWK Set.
+    let _serial = SERIAL.lock().await;
+    use attest_token::relying_party::{GateFailure, GatedRequest, check_gated};
+    let device = SoftwareDevice::new().unwrap();
+    let g = start(&device).await;
+    let (handle, kdev) = g.enroll(&device).await;
+    let token = g
+        .token(&device, &kdev, &handle, "private_artifact", "build-42")
+        .await;
+    let jwks: Value = http(g.addr, "GET", "/v1/jwks", &[], None).await.json();
+    let url = "https://ota.example/artifacts/build-42";
+    let proof = common::dpop_proof(&kdev, "GET", url, &token, None, "rp-1", START, None);
+    let authorization = format!("DPoP {token}");
+    let request = GatedRequest {
+        authorization: Some(&authorization),
+        dpop: Some(&proof),
+        method: "GET",
+        url,
+        tls_exporter: None,
+        now: START,
+        window_secs: 60,
+        issuer: "enigm-attest",
+        workflow: "private_artifact",
+        resource: "build-42",
+    };
+    let admitted = check_gated(&jwks, &request).unwrap();
+    assert_eq!(admitted.subject, handle);
+    assert_eq!(admitted.proof.jti, "rp-1");
+    // Another resource, another issuer, another key, an expired token.
+    let other = GatedRequest {
+        resource: "build-43",
+        ..request
+    };
+    assert_eq!(
+        check_gated(&jwks, &other).unwrap_err(),
+        GateFailure::InsufficientScope
+    );
+    let other = GatedRequest {
+        issuer: "someone-else",
+        ..request
+    };
+    assert!(matches!(
+        check_gated(&jwks, &other),
+        Err(GateFailure::InvalidToken(_))
+    ));
+    let thief = SigningKey::generate(attest_device::KeyKind::EcP256).unwrap();
+    let stolen = common::dpop_proof(&thief, "GET", url, &token, None, "rp-2", START, None);
+    let other = GatedRequest {
+        dpop: Some(&stolen),
+        ..request
+    };
+    assert_eq!(
+        check_gated(&jwks, &other).unwrap_err(),
+        GateFailure::WrongKey
+    );
+    let late = GatedRequest {
+        now: START.saturating_add_secs(3600),
+        ..request
+    };
+    assert!(matches!(
+        check_gated(&jwks, &late),
+        Err(GateFailure::InvalidToken(_))
+    ));
+}

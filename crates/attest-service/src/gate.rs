@@ -5,8 +5,7 @@
 
 use attest_core::{UnixTime, Workflow};
 use attest_store::{DeviceStatus, Registration};
-use attest_token::{DpopError, DpopExpectations};
-use serde_json::Value;
+use attest_token::DpopError;
 
 use crate::{Service, ServiceError};
 
@@ -117,47 +116,40 @@ impl Service {
     /// Checks a gated request: token, proof, nonce, key binding, single use, scope, device.
     pub async fn gate(&self, r: GateRequest<'_>) -> Result<Grant, ServiceError> {
         let now = self.clock.now();
-        let token = r
-            .authorization
-            .and_then(|a| a.strip_prefix("DPoP "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                refuse(
-                    GateCode::InvalidToken,
-                    "expected Authorization: DPoP <token>",
-                )
-            })?;
-        let claims = attest_token::verify_typed(token, &self.signer.jwks(), now, "at+jwt")
-            .map_err(|e| refuse(GateCode::InvalidToken, e.to_string()))?;
-        let text = |name: &str| claims.get(name).and_then(Value::as_str);
-        if text("aud") != Some("enigm-ota") || text("iss") != Some(self.config.issuer.as_str()) {
-            return Err(refuse(GateCode::InvalidToken, "token for another audience"));
-        }
-        let (Some(handle), Some(jkt)) = (
-            text("sub"),
-            claims.pointer("/cnf/jkt").and_then(Value::as_str),
-        ) else {
-            return Err(refuse(GateCode::InvalidToken, "not an eligibility token"));
-        };
-        let proof = r
-            .dpop
-            .ok_or_else(|| refuse(GateCode::InvalidDpopProof, "missing DPoP proof"))?;
-        let checked = attest_token::check_dpop(
-            proof,
-            &DpopExpectations {
+        use attest_token::relying_party::{GateFailure, GatedRequest as Rp, check_gated};
+        let admitted = check_gated(
+            &self.signer.jwks(),
+            &Rp {
+                authorization: r.authorization,
+                dpop: r.dpop,
                 method: r.method,
                 url: r.url,
-                access_token: token,
                 tls_exporter: r.tls_exporter,
                 now,
                 window_secs: DPOP_WINDOW_SECS,
+                issuer: &self.config.issuer,
+                workflow: r.workflow.as_str(),
+                resource: r.resource,
             },
         )
         .map_err(|e| match e {
-            DpopError::WrongExporter => refuse(GateCode::TransportBindingFailed, e.to_string()),
-            _ => refuse(GateCode::InvalidDpopProof, e.to_string()),
+            GateFailure::InvalidToken(m) => refuse(GateCode::InvalidToken, m),
+            GateFailure::InvalidProof(DpopError::WrongExporter) => refuse(
+                GateCode::TransportBindingFailed,
+                DpopError::WrongExporter.to_string(),
+            ),
+            GateFailure::InvalidProof(p) => refuse(GateCode::InvalidDpopProof, p.to_string()),
+            GateFailure::WrongKey => refuse(GateCode::InvalidDpopProof, e.to_string()),
+            GateFailure::InsufficientScope => refuse(
+                GateCode::InsufficientScope,
+                "the token is for another workflow or resource",
+            ),
         })?;
+        let (handle, jkt, checked) = (
+            admitted.subject.as_str(),
+            admitted.jkt.as_str(),
+            &admitted.proof,
+        );
         if !checked
             .nonce
             .as_deref()
@@ -166,14 +158,6 @@ impl Service {
             return Err(refuse(
                 GateCode::UseDpopNonce,
                 "a fresh DPoP-Nonce is required",
-            ));
-        }
-        if aws_lc_rs::constant_time::verify_slices_are_equal(checked.jkt.as_bytes(), jkt.as_bytes())
-            .is_err()
-        {
-            return Err(refuse(
-                GateCode::InvalidDpopProof,
-                "the proof is not signed by the token's key",
             ));
         }
         // Single use while it could be accepted at all.
@@ -188,12 +172,6 @@ impl Service {
             return Err(refuse(
                 GateCode::InvalidDpopProof,
                 "replayed DPoP proof (jti)",
-            ));
-        }
-        if text("workflow") != Some(r.workflow.as_str()) || text("resource") != Some(r.resource) {
-            return Err(refuse(
-                GateCode::InsufficientScope,
-                "the token is for another workflow or resource",
             ));
         }
         let device = self

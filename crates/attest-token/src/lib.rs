@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod dpop;
+pub mod relying_party;
 
 pub use dpop::{
     DpopError, DpopExpectations, DpopNonces, DpopProof, MAX_DPOP_BYTES, MAX_JTI_LEN, check_dpop,
