@@ -1096,8 +1096,8 @@ impl Service {
         Ok(n)
     }
 
-    /// Purges outcomes older than the retention period and expired challenges.
-    /// Also drops DPoP proof ids past their window (in bounded batches).
+    /// Purges outcomes older than the retention period, expired challenges and DPoP proof ids
+    /// past their window (in batches of 10,000). Returns (outcomes, challenges + proof ids).
     pub async fn purge(&self) -> Result<(u64, u64), ServiceError> {
         let now = self.clock.now();
         let mut jtis = 0;
