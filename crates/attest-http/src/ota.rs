@@ -14,7 +14,6 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -146,10 +145,33 @@ fn registration_json(r: &attest_service::Registration) -> serde_json::Value {
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RegistrationBody {
-    product: String,
+/// The one name of a `{"<field>": "<name>"}` body (registration, authorization), validated
+/// like a path parameter.
+fn body_name(
+    body: Result<
+        Json<serde_json::Map<String, serde_json::Value>>,
+        axum::extract::rejection::JsonRejection,
+    >,
+    field: &str,
+) -> Result<String, ApiError> {
+    let expected = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("expected {{\"{field}\": \"...\"}}"),
+        )
+    };
+    let Ok(Json(map)) = body else {
+        return Err(expected());
+    };
+    let name = match (map.len(), map.get(field).and_then(|v| v.as_str())) {
+        (1, Some(n)) => n.to_owned(),
+        _ => return Err(expected()),
+    };
+    if !is_resource_name(&name) {
+        return Err(bad_name(field));
+    }
+    Ok(name)
 }
 
 pub(crate) async fn register(
@@ -158,29 +180,25 @@ pub(crate) async fn register(
     uri: Uri,
     headers: HeaderMap,
     exporter: Option<Extension<TlsExporter>>,
-    body: Result<Json<RegistrationBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<
+        Json<serde_json::Map<String, serde_json::Value>>,
+        axum::extract::rejection::JsonRejection,
+    >,
 ) -> Response {
-    let Ok(Json(body)) = body else {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "expected {\"product\": \"...\"}",
-        )
-        .into_response();
+    let product = match body_name(body, "product") {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
     };
-    if !is_resource_name(&body.product) {
-        return bad_name("product").into_response();
-    }
     let g = Gated {
         workflow: Workflow::Registration,
-        resource: &body.product,
+        resource: &product,
         needs_registration: false,
     };
     let grant = match pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
         Ok(g) => g,
         Err(resp) => return *resp,
     };
-    match state.service.register(&grant, &body.product).await {
+    match state.service.register(&grant, &product).await {
         Ok(r) => with_nonce(
             &state,
             (StatusCode::CREATED, Json(registration_json(&r))).into_response(),
@@ -189,41 +207,31 @@ pub(crate) async fn register(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AuthorizationBody {
-    build: String,
-}
-
 pub(crate) async fn authorize(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     exporter: Option<Extension<TlsExporter>>,
-    body: Result<Json<AuthorizationBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<
+        Json<serde_json::Map<String, serde_json::Value>>,
+        axum::extract::rejection::JsonRejection,
+    >,
 ) -> Response {
-    let Ok(Json(body)) = body else {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "expected {\"build\": \"...\"}",
-        )
-        .into_response();
+    let build = match body_name(body, "build") {
+        Ok(n) => n,
+        Err(e) => return e.into_response(),
     };
-    if !is_resource_name(&body.build) {
-        return bad_name("build").into_response();
-    }
     let g = Gated {
         workflow: Workflow::UpdateAuthorization,
-        resource: &body.build,
+        resource: &build,
         needs_registration: true,
     };
     let grant = match pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
         Ok(g) => g,
         Err(resp) => return *resp,
     };
-    match state.service.authorize_update(&grant, &body.build) {
+    match state.service.authorize_update(&grant, &build) {
         Ok(jwt) => with_nonce(&state, Json(json!({"authorization": jwt})).into_response()),
         Err(e) => ApiError::from(e).into_response(),
     }

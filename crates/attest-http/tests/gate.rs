@@ -459,6 +459,31 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
         (401, Some("invalid_dpop_proof"))
     );
 
+    // Bodies: exactly one name, of the safe characters.
+    for bad in [
+        json!({"product": "enigm-phone", "extra": 1}),
+        json!({"product": 5}),
+        json!({}),
+        json!({"product": "../etc"}),
+    ] {
+        let b = bad.to_string();
+        let r = g
+            .gated(
+                &kdev,
+                "POST",
+                "/v1/ota/registrations",
+                &token,
+                Some(b.as_bytes()),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_deref()),
+            (400, Some("invalid_request")),
+            "{b}"
+        );
+    }
+
     // Traversal never reaches the file system: 400 before the gate.
     for bad in [
         "/v1/ota/artifacts/..",
