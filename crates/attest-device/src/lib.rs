@@ -14,6 +14,8 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod keydesc;
 pub mod testing;
 

@@ -31,34 +31,55 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::client::TlsStream;
 
 const START: UnixTime = UnixTime::from_secs(1_793_491_200);
+const METADATA: &[u8] = b"{\"build\": \"build-42\"} (signed by the OTA signer, opaque to the gate)";
 
 struct Tls {
     addr: SocketAddr,
+    /// The test CA's certificate (PEM): what a client must trust.
+    ca_pem: String,
+    clock: Arc<ManualClock>,
+    artifact: Vec<u8>,
     connector: tokio_rustls::TlsConnector,
     service: Arc<Service>,
     _dir: TempDir,
 }
 
 async fn start(device: &SoftwareDevice) -> Tls {
+    start_for(&[device]).await
+}
+
+/// A TLS service that trusts and admits every one of `devices`.
+async fn start_for(devices: &[&SoftwareDevice]) -> Tls {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert_der = CertificateDer::from(cert.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
     let tls = attest_http::tls_config(vec![cert_der.clone()], key).unwrap();
 
     let dir = TempDir::new("tls").unwrap();
+    let clock = Arc::new(ManualClock::new(START));
     let ota = dir.path().join("ota");
     std::fs::create_dir_all(ota.join("artifacts")).unwrap();
+    let artifact: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::write(ota.join("artifacts/build-42"), b"artifact bytes").unwrap();
+    std::fs::write(ota.join("artifacts/build-43"), &artifact).unwrap();
+    std::fs::create_dir_all(ota.join("channels/stable")).unwrap();
+    std::fs::write(ota.join("channels/stable/metadata"), METADATA).unwrap();
     let store = Store::open_sqlite_dir(&dir.path().join("data"))
         .await
         .unwrap();
     let mut anchors = TrustAnchors::empty();
-    anchors
-        .add_certificate(device.root_cert().to_vec())
-        .unwrap();
+    let mut policy = String::new();
+    for device in devices {
+        anchors
+            .add_certificate(device.root_cert().to_vec())
+            .unwrap();
+        policy.push_str(&format!(
+            "[devices.\"{}\"]\nmodel = \"Enigm Phone 1\"\nboot_states = [\"verified\"]\n\n",
+            hex(&device.boot_key())
+        ));
+    }
     let policy = Policy::from_toml(&format!(
-        "[devices.\"{}\"]\nmodel = \"Enigm Phone 1\"\nboot_states = [\"verified\"]\n\n[application]\npackages = [\"os.enigm.updater\"]\nsignature_digests = [\"{}\"]\n",
-        hex(&device.boot_key()),
+        "{policy}[application]\npackages = [\"os.enigm.updater\"]\nsignature_digests = [\"{}\"]\n\n[channels.stable]\nrollout_percent = 100\n",
         hex(&attest_device::keydesc::UPDATER_DIGEST),
     ))
     .unwrap();
@@ -68,7 +89,7 @@ async fn start(device: &SoftwareDevice) -> Tls {
         Signer::new(vec![attest_token::SigningKey::generate().unwrap().0]).unwrap(),
         &[7u8; 32],
         ServiceConfig::default(),
-        Arc::new(ManualClock::new(START)),
+        Arc::clone(&clock) as Arc<dyn attest_core::Clock>,
     ));
     let app = router(
         AppState::new(Arc::clone(&service), vec![], vec![])
@@ -95,6 +116,9 @@ async fn start(device: &SoftwareDevice) -> Tls {
         .with_no_client_auth();
     Tls {
         addr,
+        ca_pem: cert.cert.pem(),
+        clock,
+        artifact,
         connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
         service,
         _dir: dir,
@@ -318,4 +342,94 @@ async fn proofs_are_bound_to_the_tls_connection() {
     // This connection named, but a bad signature: a request binding failure.
     let (_, r) = attempt(4).await;
     assert_eq!(r["reasons"], json!(["request_binding_failed"]), "{r}");
+}
+
+/// The one device client (`attest_device::client`) over real TLS: enroll, register, metadata
+/// (and its 304), a download resumed on a new connection, channel membership and an update
+/// authorization, every proof bound to the connection that carried it; a token stolen by
+/// another enrolled device is useless to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_client_walks_the_gated_flow_over_tls() {
+    use attest_device::client::{DeviceClient, Endpoint};
+    let device = SoftwareDevice::new().unwrap();
+    let thief_device = SoftwareDevice::new().unwrap();
+    let t = start_for(&[&device, &thief_device]).await;
+    let url = format!("https://localhost:{}", t.addr.port());
+    let endpoint = Endpoint::new(&url, Some(t.ca_pem.as_bytes())).unwrap();
+    assert!(endpoint.is_tls());
+    let clock = Arc::clone(&t.clock) as Arc<dyn attest_core::Clock>;
+    let mut client = DeviceClient::new(endpoint.clone(), device).with_clock(Arc::clone(&clock));
+
+    let d = client.enroll().await.unwrap();
+    assert!(d.is_eligible(), "{:?}", d.reasons);
+    let handle = client.handle().unwrap().to_owned();
+
+    // Not registered yet: membership is refused with its code.
+    match client.join("stable", "release_channel").await {
+        Err(attest_device::client::ClientError::Refused { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (403, "not_registered"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let reg = client.register("enigm-os").await.unwrap();
+    assert_eq!(
+        (reg["device_handle"].as_str(), reg["product"].as_str()),
+        (Some(handle.as_str()), Some("enigm-os"))
+    );
+
+    // The channel's metadata is for its members: join first.
+    let member = client.join("stable", "release_channel").await.unwrap();
+    assert_eq!(member["channels"], json!(["stable"]), "{member}");
+    let meta = client.metadata("stable", None).await.unwrap();
+    assert_eq!((meta.status, &meta.body[..]), (200, METADATA));
+    let etag = meta.header("etag").unwrap().to_owned();
+    let again = client.metadata("stable", Some(&etag)).await.unwrap();
+    assert_eq!((again.status, again.body.len()), (304, 0));
+
+    // A download cut after the first part, resumed on a new connection (new exporter).
+    let half = (t.artifact.len() / 2) as u64;
+    let first = client
+        .artifact("build-43", 0, Some(half - 1))
+        .await
+        .unwrap();
+    assert_eq!(first.status, 206);
+    client.disconnect();
+    let rest = client.artifact("build-43", half, None).await.unwrap();
+    assert_eq!(rest.status, 206);
+    assert_eq!(
+        rest.header("content-range"),
+        Some(format!("bytes {half}-{}/{}", t.artifact.len() - 1, t.artifact.len()).as_str())
+    );
+    assert_eq!(first.header("etag"), rest.header("etag"));
+    let whole: Vec<u8> = [&first.body[..], &rest.body[..]].concat();
+    assert!(whole == t.artifact, "resumed bytes differ");
+
+    let jwt = client.authorize("build-43").await.unwrap();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let header: Value = serde_json::from_slice(&b64url_decode(parts[0]).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(&b64url_decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(header["typ"], "update-authorization+jwt");
+    assert_eq!(
+        (
+            claims["build"].as_str(),
+            claims["sub"].as_str().or(claims["device_handle"].as_str())
+        ),
+        (Some("build-43"), Some(handle.as_str())),
+        "{claims}"
+    );
+
+    // Another enrolled device with this device's artifact token: the proof key is not the
+    // token's key.
+    let token = client.token("private_artifact", "build-43").await.unwrap();
+    let mut thief = DeviceClient::new(endpoint, thief_device).with_clock(clock);
+    assert!(thief.enroll().await.unwrap().is_eligible());
+    let r = thief
+        .gated("GET", "/v1/ota/artifacts/build-43", &token, b"", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (401, Some("invalid_dpop_proof"))
+    );
+    assert!(r.body.len() < 1000, "nothing of the artifact in a refusal");
 }

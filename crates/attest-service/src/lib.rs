@@ -30,7 +30,7 @@ mod gate;
 pub use attest_store::Registration;
 pub use gate::{DPOP_WINDOW_SECS, GateCode, GateRequest, Grant};
 
-pub use binding::{proof_message, proof_message_v2};
+pub use attest_token::{proof_message, proof_message_v2};
 
 /// Largest status list accepted (also through the admin API).
 pub use attest_android::MAX_STATUS_LIST_BYTES;

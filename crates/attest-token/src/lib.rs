@@ -8,7 +8,10 @@
 #![forbid(unsafe_code)]
 
 mod dpop;
+mod proof;
 pub mod relying_party;
+
+pub use proof::{proof_message, proof_message_v2};
 
 pub use dpop::{
     DpopError, DpopExpectations, DpopNonces, DpopProof, MAX_DPOP_BYTES, MAX_JTI_LEN, check_dpop,
