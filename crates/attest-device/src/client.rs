@@ -165,7 +165,20 @@ impl Endpoint {
                     tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name.clone(), tcp))
                         .await
                         .map_err(|_| transport(&"TLS handshake timed out"))?
-                        .map_err(|e| transport(&e))?;
+                        .map_err(|e| {
+                            // A certificate we do not trust will not become trusted by retrying.
+                            let rustls_error =
+                                e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+                            match rustls_error {
+                                Some(rustls::Error::InvalidCertificate(why)) => {
+                                    ClientError::Config(format!(
+                                        "{}: the server's TLS certificate is not trusted ({why:?}); give its CA",
+                                        self.authority
+                                    ))
+                                }
+                                _ => transport(&e),
+                            }
+                        })?;
                 let mut exporter = [0u8; 32];
                 tls.get_ref()
                     .1

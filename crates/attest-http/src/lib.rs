@@ -662,6 +662,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "google_status_list": revocation_json(&state.service.revocation_report()),
         "test_only_trust": *state.test_trust,
         "transport_binding": state.transport_binding,
+        "ota_gate": state.ota_dir.is_some(),
     });
     let status = if db.is_ok() {
         StatusCode::OK

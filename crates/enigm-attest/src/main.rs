@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod report;
 mod revocation;
 mod serve;
@@ -44,9 +45,13 @@ enum Command {
     /// Keys and secrets.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Simulated devices enroll and attest for every workflow against a running service
-    /// (which must run with --test-trust-simulator). Exit 0 when all were eligible.
+    /// Simulated devices enroll and walk the gated OTA flow (or attest for every workflow)
+    /// against a running service (which must run with --test-trust-simulator). Exit 0 when
+    /// every step succeeded.
     Sim(sim::SimArgs),
+    /// TEST ONLY: a demo setup (TLS CA and certificate, OTA directory, policy, serve.toml).
+    #[command(subcommand)]
+    Demo(DemoCommand),
 }
 
 #[derive(Subcommand)]
@@ -65,6 +70,17 @@ enum KeysCommand {
     /// Generate an admin bearer token; prints the token (give it to the operator) and the
     /// SHA-256 to put in `admin_token_sha256` (the service stores only the digest).
     AdminToken,
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Write everything `serve --config DIR/serve.toml` and `sim --tls-ca DIR/tls/ca.pem` need
+    /// into DIR (new or empty): the whole gated flow over TLS on one machine.
+    Init {
+        /// The folder [default: ./demo].
+        #[arg(default_value = "demo")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +122,22 @@ fn main() -> ExitCode {
                 })
         }
         Command::Keys(KeysCommand::AdminToken) => admin_token(),
+        Command::Demo(DemoCommand::Init { dir }) => demo::init(&dir).map(|dir| {
+            println!(
+                "demo setup in {} (TEST ONLY: it trusts the simulator root)",
+                dir.display()
+            );
+            println!(
+                "run:  enigm-attest serve --config {}",
+                dir.join("serve.toml").display()
+            );
+            println!(
+                "then: enigm-attest sim --server https://localhost:{} --tls-ca {}",
+                demo::DEMO_LISTEN.rsplit(':').next().unwrap_or("8443"),
+                dir.join("tls/ca.pem").display()
+            );
+            ExitCode::SUCCESS
+        }),
         Command::Sim(args) => sim::run(&args).map(|ok| {
             if ok {
                 ExitCode::SUCCESS

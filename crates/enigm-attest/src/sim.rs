@@ -1,207 +1,367 @@
-//! `enigm-attest sim`: software devices (from `attest-device`) that enroll and attest for every
-//! workflow against a running service, over real HTTP. The service must trust the simulator
-//! root (`serve --test-trust-simulator`, test only).
+//! `enigm-attest sim`: software devices (from `attest-device`) that walk the protocol against a
+//! running service with the one device client (`attest_device::client`), over real HTTP or TLS
+//! 1.3. The service must trust the simulator root (`serve --test-trust-simulator`, test only).
+//!
+//! Each device enrolls. When the service gates OTA resources (`/readyz` says `ota_gate`), the
+//! device then registers, joins the channel, reads its metadata, downloads the artifact in two
+//! parts (the second on a new connection, as a resumed download) and checks it against the
+//! metadata, and obtains an update authorization. Otherwise it attests for every other workflow.
+//! One JSON line per step on standard output; exit 0 when every step succeeded.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use attest_core::Workflow;
 use attest_device::SoftwareDevice;
-use attest_service::proof_message;
-use attest_token::{b64url, b64url_decode};
+use attest_device::client::{ClientError, DeviceClient, Endpoint};
+use aws_lc_rs::digest;
 use serde_json::{Value, json};
 
 use crate::trust::CliError;
 
 #[derive(clap::Args, Debug)]
 pub struct SimArgs {
-    /// Base URL of the service (plain HTTP).
+    /// Base URL of the service: http://host:port, or https://host:port (TLS 1.3, proofs bound
+    /// to the connection).
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// The CA certificate(s) (PEM) the server's TLS certificate chains to [default: the
+    /// system's roots].
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
     /// How many devices to simulate.
     #[arg(long, value_name = "N", default_value_t = 1)]
     devices: u32,
-    /// Resource to ask for in every gated workflow.
+    /// Resource to ask for in every workflow (services without an OTA gate).
     #[arg(long, value_name = "NAME", default_value = "sim")]
     resource: String,
+    /// Product to register for (OTA gate).
+    #[arg(long, value_name = "NAME", default_value = "enigm-os")]
+    product: String,
+    /// Channel to join and read metadata from (OTA gate).
+    #[arg(long, value_name = "NAME", default_value = "stable")]
+    channel: String,
+    /// The workflow the policy gives the channel (`release_channel` or `sensitive_channel`).
+    #[arg(long, value_name = "WORKFLOW", default_value = "release_channel")]
+    channel_workflow: String,
+    /// Artifact to download [default: `artifact` of the channel's metadata, when it is JSON].
+    #[arg(long, value_name = "ID")]
+    artifact: Option<String>,
+    /// Build to ask an update authorization for [default: `build` of the metadata].
+    #[arg(long, value_name = "NAME")]
+    build: Option<String>,
     /// Seconds to wait for the service's /readyz before starting.
     #[arg(long = "wait", value_name = "SECONDS", default_value_t = 30)]
     wait_secs: u64,
 }
 
-struct Client {
-    host: String,
+/// Runs the devices; `Ok(true)` when every step succeeded.
+pub fn run(args: &SimArgs) -> Result<bool, CliError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError(format!("runtime: {e}")))?;
+    rt.block_on(run_devices(args))
 }
 
-impl Client {
-    fn new(server: &str) -> Result<Client, CliError> {
-        let rest = server.strip_prefix("http://").ok_or_else(|| {
-            CliError(format!(
-                "--server {server:?}: only http:// URLs are supported"
-            ))
-        })?;
-        let host = rest.trim_end_matches('/').to_owned();
-        if host.is_empty() || host.contains('/') {
+fn endpoint(args: &SimArgs) -> Result<Endpoint, CliError> {
+    let ca = args
+        .tls_ca
+        .as_deref()
+        .map(|p| crate::trust::read_limited(p, 1024 * 1024))
+        .transpose()?;
+    Endpoint::new(&args.server, ca.as_deref()).map_err(|e| CliError(e.to_string()))
+}
+
+/// Waits (at most `limit`) until the service answers `/readyz` with 200, so that `sim` started
+/// right after `serve` does not race it; the readiness document.
+async fn wait_ready(endpoint: &Endpoint, limit: Duration) -> Result<Value, CliError> {
+    let started = std::time::Instant::now();
+    loop {
+        let last = match endpoint.connect().await {
+            Ok(mut c) => match c.send("GET", "/readyz", &[], b"", 1024 * 1024).await {
+                Ok(r) if r.status == 200 => return Ok(r.json()),
+                Ok(r) => format!("/readyz answered {}: {}", r.status, r.json()),
+                Err(e) => e.to_string(),
+            },
+            // A TLS or configuration failure will not go away by waiting.
+            Err(e @ ClientError::Config(_)) => return Err(CliError(e.to_string())),
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() >= limit {
             return Err(CliError(format!(
-                "--server {server:?}: give scheme, host and port only"
+                "the service at {} is not ready after {} s ({last})",
+                endpoint.url(""),
+                limit.as_secs()
             )));
         }
-        Ok(Client { host })
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the run counted.
+#[derive(Default)]
+struct Tally {
+    steps: u32,
+    ok: u32,
+}
+
+impl Tally {
+    /// Prints one line; `false` when standard output is closed (`sim | head`): then the run
+    /// stops quietly instead of panicking.
+    fn line(&mut self, mut line: Value, ok: bool) -> bool {
+        self.steps += 1;
+        if ok {
+            self.ok += 1;
+        }
+        if let Some(o) = line.as_object_mut() {
+            o.insert("ok".into(), json!(ok));
+        }
+        writeln!(std::io::stdout(), "{line}").is_ok()
     }
 
-    fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), CliError> {
-        self.request("POST", path, Some(body))
-    }
-
-    /// Waits (at most `limit`) until the service answers `/readyz` with 200, so that `sim`
-    /// started right after `serve` does not race it.
-    fn wait_ready(&self, limit: Duration) -> Result<(), CliError> {
-        let started = std::time::Instant::now();
-        loop {
-            let last = match self.request("GET", "/readyz", None) {
-                Ok((200, _)) => return Ok(()),
-                Ok((status, body)) => format!("/readyz answered {status}: {body}"),
-                Err(CliError(e)) => e,
-            };
-            if started.elapsed() >= limit {
-                return Err(CliError(format!(
-                    "the service at {} is not ready after {} s ({last})",
-                    self.host,
-                    limit.as_secs()
-                )));
+    /// A step's outcome as a line.
+    fn step<T>(
+        &mut self,
+        device: u32,
+        step: &str,
+        r: &Result<T, ClientError>,
+        detail: Value,
+    ) -> bool {
+        let mut line = json!({"device": device, "step": step});
+        match r {
+            Ok(_) => {
+                if let (Some(o), Some(d)) = (line.as_object_mut(), detail.as_object()) {
+                    o.extend(d.clone());
+                }
             }
-            std::thread::sleep(Duration::from_millis(200));
+            Err(e) => {
+                if let Some(o) = line.as_object_mut() {
+                    o.extend(error_json(e));
+                }
+            }
         }
-    }
-
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value), CliError> {
-        let io = |e: std::io::Error| CliError(format!("{}: {e}", self.host));
-        let addr = self
-            .host
-            .to_socket_addrs()
-            .map_err(io)?
-            .next()
-            .ok_or_else(|| CliError(format!("{}: no address", self.host)))?;
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(io)?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.host,
-            body.len()
-        );
-        s.write_all(req.as_bytes()).map_err(io)?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).map_err(io)?;
-        let (head, payload) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| CliError("malformed HTTP response".into()))?;
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| CliError("malformed HTTP status line".into()))?;
-        Ok((status, serde_json::from_str(payload).unwrap_or(Value::Null)))
-    }
-
-    fn challenge(&self, body: &Value) -> Result<(String, Vec<u8>), CliError> {
-        let (status, r) = self.post("/v1/challenges", body)?;
-        let id = r.get("challenge_id").and_then(Value::as_str);
-        let nonce = r
-            .get("nonce")
-            .and_then(Value::as_str)
-            .and_then(b64url_decode);
-        match (status, id, nonce) {
-            (201, Some(id), Some(nonce)) => Ok((id.to_owned(), nonce)),
-            _ => Err(CliError(format!("challenge refused ({status}): {r}"))),
-        }
+        self.line(line, r.is_ok())
     }
 }
 
-fn chain_b64(chain: &[Vec<u8>]) -> Vec<String> {
-    use base64::Engine;
-    chain
-        .iter()
-        .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
-        .collect()
+fn error_json(e: &ClientError) -> serde_json::Map<String, Value> {
+    let v = match e {
+        ClientError::Refused { status, code, .. } => json!({"status": status, "error": code}),
+        ClientError::Ineligible { workflow, reasons } => {
+            json!({"workflow": workflow, "decision": "ineligible", "reasons": reasons})
+        }
+        other => json!({"error": other.to_string()}),
+    };
+    v.as_object().cloned().unwrap_or_default()
 }
 
-/// Runs the devices; `Ok(true)` when every attestation was eligible.
-pub fn run(args: &SimArgs) -> Result<bool, CliError> {
-    let client = Client::new(&args.server)?;
-    client.wait_ready(Duration::from_secs(args.wait_secs))?;
-    let mut total = 0u32;
-    let mut eligible = 0u32;
+async fn run_devices(args: &SimArgs) -> Result<bool, CliError> {
+    let endpoint = endpoint(args)?;
+    let ready = wait_ready(&endpoint, Duration::from_secs(args.wait_secs)).await?;
+    let gate = ready.get("ota_gate").and_then(Value::as_bool) == Some(true);
+    let mut tally = Tally::default();
     let sim = |e: attest_device::DeviceError| CliError(format!("simulated device: {e}"));
     for n in 0..args.devices {
         let device = SoftwareDevice::simulated().map_err(sim)?;
-        let (id, nonce) = client.challenge(&json!({"workflow": "enrollment"}))?;
-        let enrollment = device.attest(&nonce).map_err(sim)?;
-        let (_, r) = client.post(
-            "/v1/attestations",
-            &json!({"challenge_id": id, "certificate_chain": chain_b64(&enrollment.chain)}),
-        )?;
-        total += 1;
-        if !report(n, "enrollment", &r, &mut eligible) {
-            return Ok(total == eligible);
-        }
-        let Some(handle) = r
-            .get("device_handle")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-        else {
-            continue;
-        };
-        for workflow in Workflow::ALL.iter().skip(1) {
-            let w = workflow.as_str();
-            let (id, nonce) = client.challenge(
-                &json!({"workflow": w, "resource": args.resource, "device_handle": handle}),
-            )?;
-            let fresh = device.attest(&nonce).map_err(sim)?;
-            let proof = enrollment
-                .key
-                .sign(&proof_message(
-                    &id,
-                    &nonce,
-                    w,
-                    &args.resource,
-                    fresh.key.spki(),
-                ))
-                .map_err(sim)?;
-            let (_, r) = client.post(
-                "/v1/attestations",
-                &json!({"challenge_id": id, "certificate_chain": chain_b64(&fresh.chain), "device_handle": handle, "proof": b64url(&proof)}),
-            )?;
-            total += 1;
-            if !report(n, w, &r, &mut eligible) {
-                return Ok(total == eligible);
+        let mut client = DeviceClient::new(endpoint.clone(), device);
+        let d = client.enroll().await;
+        let ok = matches!(&d, Ok(d) if d.is_eligible());
+        let line = match &d {
+            Ok(d) => {
+                json!({"device": n, "step": "attestation", "workflow": "enrollment", "decision": d.decision, "reasons": d.reasons})
             }
+            Err(e) => {
+                let mut l = json!({"device": n, "step": "attestation", "workflow": "enrollment"});
+                if let Some(o) = l.as_object_mut() {
+                    o.extend(error_json(e));
+                }
+                l
+            }
+        };
+        if !tally.line(line, ok) {
+            return Ok(false);
+        }
+        if !ok {
+            continue;
+        }
+        let going = if gate {
+            ota_flow(args, n, &mut client, &mut tally).await
+        } else {
+            every_workflow(args, n, &mut client, &mut tally).await
+        };
+        if !going {
+            return Ok(false);
         }
     }
-    eprintln!("sim: {total} attestations, {eligible} eligible");
-    Ok(total == eligible)
+    eprintln!(
+        "sim: {} devices, {} steps, {} succeeded{}",
+        args.devices,
+        tally.steps,
+        tally.ok,
+        if endpoint.is_tls() {
+            " (TLS, proofs bound to the connection)"
+        } else {
+            ""
+        }
+    );
+    Ok(tally.steps == tally.ok)
 }
 
-/// Prints one decision line; `false` when standard output is closed (`sim | head`): then the
-/// run stops quietly instead of panicking.
-fn report(device: u32, workflow: &str, r: &Value, eligible: &mut u32) -> bool {
-    let decision = r.get("decision").and_then(Value::as_str).unwrap_or("error");
-    if decision == "eligible" {
-        *eligible += 1;
+/// Attestations for the six gated workflows; `false` when output is closed.
+async fn every_workflow(
+    args: &SimArgs,
+    n: u32,
+    client: &mut DeviceClient,
+    tally: &mut Tally,
+) -> bool {
+    for workflow in Workflow::ALL.iter().skip(1) {
+        let w = workflow.as_str();
+        let (line, ok) = match client.attest(w, &args.resource).await {
+            Ok(d) => (
+                json!({"device": n, "step": "attestation", "workflow": w, "decision": d.decision, "reasons": d.reasons}),
+                d.is_eligible(),
+            ),
+            Err(e) => {
+                let mut l = json!({"device": n, "step": "attestation", "workflow": w});
+                if let Some(o) = l.as_object_mut() {
+                    o.extend(error_json(&e));
+                }
+                (l, false)
+            }
+        };
+        if !tally.line(line, ok) {
+            return false;
+        }
     }
-    let reasons = r
-        .get("reasons")
-        .cloned()
-        .or_else(|| r.get("error").cloned())
+    true
+}
+
+/// The demo's metadata: a JSON stand-in for a signed manifest (`build`, `artifact`, `sha256`).
+struct Manifest {
+    artifact: Option<String>,
+    build: Option<String>,
+    sha256: Option<String>,
+}
+
+fn manifest(bytes: &[u8]) -> Manifest {
+    let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    Manifest {
+        artifact: text("artifact"),
+        build: text("build"),
+        sha256: text("sha256"),
+    }
+}
+
+/// Registration, membership, metadata, a resumed download, an update authorization; `false`
+/// when output is closed.
+async fn ota_flow(args: &SimArgs, n: u32, client: &mut DeviceClient, tally: &mut Tally) -> bool {
+    let r = client.register(&args.product).await;
+    if !tally.step(n, "registration", &r, json!({"product": args.product})) {
+        return false;
+    }
+    if r.is_err() {
+        return true;
+    }
+    let r = client.join(&args.channel, &args.channel_workflow).await;
+    if !tally.step(n, "membership", &r, json!({"channel": args.channel})) {
+        return false;
+    }
+    if r.is_err() {
+        return true;
+    }
+    let r = client.metadata(&args.channel, None).await;
+    let m = r.as_ref().map(|m| manifest(&m.body)).ok();
+    let bytes = r.as_ref().map(|m| m.body.len()).unwrap_or_default();
+    if !tally.step(
+        n,
+        "metadata",
+        &r,
+        json!({"channel": args.channel, "bytes": bytes}),
+    ) {
+        return false;
+    }
+    if r.is_err() {
+        return true;
+    }
+    let artifact = args
+        .artifact
+        .clone()
+        .or_else(|| m.as_ref().and_then(|m| m.artifact.clone()));
+    let build = args
+        .build
+        .clone()
+        .or_else(|| m.as_ref().and_then(|m| m.build.clone()));
+    let expected = m.and_then(|m| m.sha256);
+    let Some(artifact) = artifact else {
+        let e = Err::<(), _>(ClientError::Protocol(
+            "no artifact: give --artifact or serve metadata with an \"artifact\" field".into(),
+        ));
+        return tally.step(n, "artifact", &e, Value::Null);
+    };
+    let r = resumed_download(client, &artifact, expected.as_deref()).await;
+    let detail = r
+        .as_ref()
+        .map(|(len, split)| json!({"artifact": artifact, "bytes": len, "resumed_at": split}))
         .unwrap_or(Value::Null);
-    let line =
-        json!({"device": device, "workflow": workflow, "decision": decision, "reasons": reasons});
-    writeln!(std::io::stdout(), "{line}").is_ok()
+    if !tally.step(n, "artifact", &r, detail) {
+        return false;
+    }
+    let Some(build) = build else {
+        let e = Err::<(), _>(ClientError::Protocol(
+            "no build: give --build or serve metadata with a \"build\" field".into(),
+        ));
+        return tally.step(n, "authorization", &e, Value::Null);
+    };
+    let r = client.authorize(&build).await;
+    tally.step(n, "authorization", &r, json!({"build": build}))
+}
+
+/// Downloads `id` in two requests, the second from where the first stopped and on a new
+/// connection (so with another TLS exporter); checks the SHA-256 when the metadata gives one.
+/// The total length and where it resumed.
+async fn resumed_download(
+    client: &mut DeviceClient,
+    id: &str,
+    sha256: Option<&str>,
+) -> Result<(u64, u64), ClientError> {
+    // The first part: a probe for the length, then the first half.
+    let head = client.artifact(id, 0, Some(0)).await?;
+    let total = head
+        .header("content-range")
+        .and_then(|v| v.rsplit_once('/'))
+        .and_then(|(_, t)| t.parse::<u64>().ok())
+        .ok_or_else(|| ClientError::Protocol("a ranged answer without Content-Range".into()))?;
+    let split = total / 2;
+    let mut bytes = Vec::new();
+    if split > 0 {
+        let first = client.artifact(id, 0, Some(split - 1)).await?;
+        bytes.extend_from_slice(&first.body);
+    }
+    // The connection drops; the download resumes on a new one.
+    client.disconnect();
+    let rest = client.artifact(id, split, None).await?;
+    if rest.header("etag") != head.header("etag") {
+        return Err(ClientError::Protocol(
+            "the artifact changed while downloading".into(),
+        ));
+    }
+    bytes.extend_from_slice(&rest.body);
+    if bytes.len() as u64 != total {
+        return Err(ClientError::Protocol(format!(
+            "got {} bytes of {total}",
+            bytes.len()
+        )));
+    }
+    if let Some(want) = sha256 {
+        let got = attest_android::hex(digest::digest(&digest::SHA256, &bytes).as_ref());
+        if !got.eq_ignore_ascii_case(want) {
+            return Err(ClientError::Protocol(
+                "the artifact's SHA-256 is not the one in the metadata".into(),
+            ));
+        }
+    }
+    Ok((total, split))
 }

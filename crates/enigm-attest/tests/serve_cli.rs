@@ -488,3 +488,124 @@ fn sim_waits_for_the_service_and_stops_quietly_on_a_closed_pipe() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+/// The README's TLS walk-through as a user types it: `demo init`, `serve --config`, then `sim
+/// --tls-ca`: each device enrolls, registers, joins the channel, reads the metadata, resumes
+/// an artifact download on a new connection (checked against the metadata's SHA-256) and gets
+/// an update authorization, every proof bound to its TLS connection.
+#[test]
+fn the_demo_walks_the_whole_gated_flow_over_tls() {
+    let dir = fresh_dir("demo");
+    let bin = env!("CARGO_BIN_EXE_enigm-attest");
+    let demo = dir.join("demo");
+    let out = Command::new(bin)
+        .args(["demo", "init"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Never over an existing setup.
+    let again = Command::new(bin)
+        .args(["demo", "init"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(demo.join("serve.toml"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server {
+        child,
+        dir: dir.clone(),
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    };
+    let url = format!("https://localhost:{port}");
+    let ca = demo.join("tls/ca.pem");
+    let out = Command::new(bin)
+        .args(["sim", "--server", &url, "--tls-ca"])
+        .arg(&ca)
+        .args(["--devices", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps: Vec<&str> = lines.iter().map(|l| l["step"].as_str().unwrap()).collect();
+    let one = [
+        "attestation",
+        "registration",
+        "membership",
+        "metadata",
+        "artifact",
+        "authorization",
+    ];
+    assert_eq!(steps, [one, one].concat());
+    assert!(lines.iter().all(|l| l["ok"] == true));
+    let artifact = lines.iter().find(|l| l["step"] == "artifact").unwrap();
+    assert!(artifact["resumed_at"].as_u64().unwrap() > 0, "{artifact}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS, proofs bound"));
+
+    // A certificate from another CA: a clear error at once, no waiting for it to change.
+    let other = dir.join("other");
+    assert!(
+        Command::new(bin)
+            .args(["demo", "init"])
+            .arg(&other)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .args(["sim", "--server", &url, "--wait", "20", "--tls-ca"])
+        .arg(other.join("tls/ca.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not trusted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // A plain-HTTP client on the TLS port gets nothing it can mistake for an answer.
+    let out = Command::new(bin)
+        .args([
+            "sim",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "--wait",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
