@@ -24,7 +24,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// The URL names a database we do not support.
-    #[error("unsupported database URL (sqlite:// is supported)")]
+    #[error("unsupported database URL (sqlite:, postgres:// and postgresql:// are supported)")]
     UnsupportedUrl,
     /// A stored value is not what this code wrote.
     #[error("corrupt row: {0}")]
@@ -177,6 +177,41 @@ pub struct HighWater {
 pub enum Backend {
     /// Embedded SQLite (WAL).
     Sqlite,
+    /// A PostgreSQL server (shared by replicas).
+    Postgres,
+}
+
+impl Backend {
+    /// Its name, as `/readyz` shows it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Connection pool settings (docs/operations.md, "Several replicas", has the arithmetic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Connections this process keeps at most. On PostgreSQL, replicas x this must stay below
+    /// the server's `max_connections` minus its reserved ones.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before it fails (503).
+    pub acquire_timeout: std::time::Duration,
+    /// PostgreSQL: the longest a statement may run (`statement_timeout`); a request fails
+    /// instead of holding a connection.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            max_connections: 8,
+            acquire_timeout: std::time::Duration::from_secs(5),
+            statement_timeout: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// The store.
@@ -190,6 +225,15 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, include_str!("../migrations/sqlite/0002_ota_gate.sql")),
 ];
+
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_initial.sql")),
+    (2, include_str!("../migrations/postgres/0002_ota_gate.sql")),
+];
+
+/// The advisory lock key replicas take while migrating, so that replicas started together
+/// apply each migration once (`pg_advisory_xact_lock`).
+const MIGRATION_LOCK: i64 = 0x656e_6967_6d61_7474;
 
 fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T>
 where
@@ -223,14 +267,23 @@ impl Store {
         Store::connect(&format!("sqlite://{}?mode=rwc", path.display())).await
     }
 
-    /// Connects to a database URL and applies pending migrations.
+    /// Connects to a database URL and applies pending migrations, with default pool settings.
     pub async fn connect(url: &str) -> Result<Store> {
+        Store::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// Connects to `sqlite:...`, `postgres://...` or `postgresql://...` and applies pending
+    /// migrations.
+    pub async fn connect_with(url: &str, opts: StoreOptions) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
         } else {
             return Err(StoreError::UnsupportedUrl);
         };
+        let statement_timeout_ms = opts.statement_timeout.as_millis();
         let options = AnyConnectOptions::from_str(url)?;
         if backend == Backend::Sqlite {
             // One connection first, so a corrupt or foreign file fails at once with SQLite's own
@@ -241,15 +294,33 @@ impl Store {
             sqlx::Connection::close(probe).await?;
         }
         let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(opts.acquire_timeout)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // Concurrent writers wait instead of failing; WAL lets readers run
-                        // beside the single writer.
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    match backend {
+                        Backend::Sqlite => {
+                            // Concurrent writers wait instead of failing; WAL lets readers run
+                            // beside the single writer.
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        }
+                        Backend::Postgres => {
+                            // A stuck statement or a forgotten transaction fails instead of
+                            // holding a connection (and its locks) forever.
+                            conn.execute(
+                                format!("SET statement_timeout = {statement_timeout_ms}").as_str(),
+                            )
+                            .await?;
+                            conn.execute(
+                                format!(
+                                    "SET idle_in_transaction_session_timeout = {}",
+                                    statement_timeout_ms.saturating_mul(2)
+                                )
+                                .as_str(),
+                            )
+                            .await?;
+                        }
                     }
                     Ok(())
                 })
@@ -270,14 +341,25 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<()> {
-        self.pool
-            .execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .await?;
         let migrations = match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
         };
+        const CREATE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+        if self.backend == Backend::Sqlite {
+            self.pool.execute(CREATE).await?;
+        }
         for (version, sql) in migrations {
             let mut tx = self.write_transaction().await?;
+            if self.backend == Backend::Postgres {
+                // Replicas starting together: one migrates, the others wait here and then find
+                // the version applied. DDL is transactional on PostgreSQL.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.execute(CREATE).await?;
+            }
             let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(*version)
                 .fetch_optional(&mut *tx)
@@ -311,6 +393,7 @@ impl Store {
     async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
         })
     }
 
@@ -379,31 +462,28 @@ impl Store {
         refused: &OutcomeRecord,
     ) -> Result<bool> {
         let mut tx = self.write_transaction().await?;
-        let exists = sqlx::query("SELECT handle FROM devices WHERE handle = $1 OR key_spki = $2")
-            .bind(&device.handle)
-            .bind(&device.key_spki)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !exists {
-            sqlx::query(
-                "INSERT INTO devices (handle, key_spki, boot_key, security_level, os_version, os_patch_level, vendor_patch_level, boot_patch_level, model, status, enrolled_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&device.handle)
-            .bind(&device.key_spki)
-            .bind(&device.boot_key)
-            .bind(device.security_level)
-            .bind(device.os_version)
-            .bind(device.os_patch_level)
-            .bind(device.vendor_patch_level)
-            .bind(device.boot_patch_level)
-            .bind(&device.model)
-            .bind(device.status.as_str())
-            .bind(device.enrolled_at.as_secs())
-            .bind(device.updated_at.as_secs())
-            .execute(&mut *tx)
-            .await?;
-        }
+        // One statement decides, also between replicas racing on the same key: the row goes in,
+        // or the handle or key is taken and nothing changes.
+        let inserted = sqlx::query(
+            "INSERT INTO devices (handle, key_spki, boot_key, security_level, os_version, os_patch_level, vendor_patch_level, boot_patch_level, model, status, enrolled_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+        )
+        .bind(&device.handle)
+        .bind(&device.key_spki)
+        .bind(&device.boot_key)
+        .bind(device.security_level)
+        .bind(device.os_version)
+        .bind(device.os_patch_level)
+        .bind(device.vendor_patch_level)
+        .bind(device.boot_patch_level)
+        .bind(&device.model)
+        .bind(device.status.as_str())
+        .bind(device.enrolled_at.as_secs())
+        .bind(device.updated_at.as_secs())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let exists = !inserted;
         // Exactly one outcome: the enrollment, or its refusal (the key or handle is taken).
         insert_outcome(&mut tx, if exists { refused } else { enrolled }).await?;
         tx.commit().await?;
@@ -634,5 +714,6 @@ async fn insert_outcome(
     Ok(())
 }
 
+pub mod testing;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,67 @@
-//! Store tests on a real SQLite file.
+//! The store conformance suite: every test of `conformance!` runs on a real SQLite file and on a
+//! fresh database of a real PostgreSQL server (`testing::fresh_postgres_database`), through the
+//! same code. Engine-specific behaviour (reopening a file, a corrupt file, replicas migrating
+//! together) has tests of its own below.
 
 use super::*;
 
 use attest_device::testing::TempDir;
+
+/// A store on `engine` for test `tag`: SQLite in a temporary folder (kept alive with the
+/// store), or a new PostgreSQL database; `None` when PostgreSQL is not configured (outside CI).
+async fn open(engine: Backend, tag: &str) -> Option<(Store, Option<TempDir>)> {
+    match engine {
+        Backend::Sqlite => {
+            let dir = TempDir::new(tag).unwrap();
+            let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+            Some((store, Some(dir)))
+        }
+        Backend::Postgres => {
+            let url = testing::fresh_postgres_database(tag).await?;
+            Some((Store::connect(&url).await.unwrap(), None))
+        }
+    }
+}
+
+/// `conformance!(name)` runs `async fn name(store: Store)` once per engine.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _dir) = super::open(super::Backend::Sqlite, stringify!($name)).await.unwrap();
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some((store, _dir)) = super::open(super::Backend::Postgres, stringify!($name)).await else {
+                        return;
+                    };
+                    assert_eq!(store.backend(), super::Backend::Postgres);
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_challenge_is_consumed_once,
+    concurrent_consumers_race_and_one_wins,
+    enrollment_is_unique_per_key_and_outcomes_are_kept,
+    high_water_marks_only_rise_and_status_changes,
+    counts_split_reasons_and_purge_respects_retention,
+    concurrent_enrollments_and_records_all_succeed,
+    racing_enrollments_of_one_key_enroll_it_once,
+    a_dpop_proof_id_is_spent_once_and_purged_in_batches,
+    registrations_and_channels,
+    absent_values_round_trip,
+);
 
 fn challenge(id: &str, expires: i64) -> ChallengeRecord {
     ChallengeRecord {
@@ -51,10 +110,7 @@ fn outcome(
     }
 }
 
-#[tokio::test]
-async fn a_challenge_is_consumed_once() {
-    let dir = TempDir::new("once").unwrap();
-    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+async fn a_challenge_is_consumed_once(store: Store) {
     store.insert_challenge(&challenge("c1", 200)).await.unwrap();
     assert_eq!(
         store.consume_challenge("c1").await.unwrap(),
@@ -69,10 +125,7 @@ async fn a_challenge_is_consumed_once() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_consumers_race_and_one_wins() {
-    let dir = TempDir::new("race").unwrap();
-    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+async fn concurrent_consumers_race_and_one_wins(store: Store) {
     store
         .insert_challenge(&challenge("race", 200))
         .await
@@ -90,10 +143,7 @@ async fn concurrent_consumers_race_and_one_wins() {
     assert_eq!(winners, 1);
 }
 
-#[tokio::test]
-async fn enrollment_is_unique_per_key_and_outcomes_are_kept() {
-    let dir = TempDir::new("enroll").unwrap();
-    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+async fn enrollment_is_unique_per_key_and_outcomes_are_kept(store: Store) {
     let d = device("dh_a", 1);
     let eligible = |t| outcome(Some("dh_a"), "enrollment", "eligible", &[], t);
     let refused = |t| {
@@ -144,10 +194,7 @@ async fn enrollment_is_unique_per_key_and_outcomes_are_kept() {
     assert_eq!((by_decision("eligible"), by_decision("ineligible")), (1, 2));
 }
 
-#[tokio::test]
-async fn high_water_marks_only_rise_and_status_changes() {
-    let dir = TempDir::new("hw").unwrap();
-    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+async fn high_water_marks_only_rise_and_status_changes(store: Store) {
     store
         .enroll(
             &device("dh", 2),
@@ -204,10 +251,7 @@ async fn high_water_marks_only_rise_and_status_changes() {
     );
 }
 
-#[tokio::test]
-async fn counts_split_reasons_and_purge_respects_retention() {
-    let dir = TempDir::new("counts").unwrap();
-    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
+async fn counts_split_reasons_and_purge_respects_retention(store: Store) {
     store
         .record(
             &outcome(
@@ -269,6 +313,214 @@ async fn counts_split_reasons_and_purge_respects_retention() {
     assert!(store.consume_challenge("new").await.unwrap().is_some());
 }
 
+async fn racing_enrollments_of_one_key_enroll_it_once(store: Store) {
+    // Replicas racing on one device key: one enrollment, every other a refusal, no error.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                let d = device(&format!("dh_{i}"), 9);
+                s.enroll(
+                    &d,
+                    &outcome(Some(&d.handle), "enrollment", "eligible", &[], 100),
+                    &outcome(
+                        None,
+                        "enrollment",
+                        "ineligible",
+                        &["enrollment_binding_failed"],
+                        100,
+                    ),
+                )
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    let counts = store
+        .outcome_counts(UnixTime::from_secs(0), UnixTime::from_secs(1000))
+        .await
+        .unwrap();
+    let n = |d: &str| {
+        counts
+            .iter()
+            .filter(|c| c.decision == d)
+            .map(|c| c.count)
+            .sum::<i64>()
+    };
+    assert_eq!((n("eligible"), n("ineligible")), (1, 15));
+}
+
+async fn a_dpop_proof_id_is_spent_once_and_purged_in_batches(store: Store) {
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.spend_jti("j-race", UnixTime::from_secs(500))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1, "a proof id is spent once");
+    for i in 0..10 {
+        assert!(
+            store
+                .spend_jti(&format!("old-{i}"), UnixTime::from_secs(100))
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(
+        store.purge_jtis(UnixTime::from_secs(200), 4).await.unwrap(),
+        4
+    );
+    assert_eq!(
+        store
+            .purge_jtis(UnixTime::from_secs(200), 100)
+            .await
+            .unwrap(),
+        6
+    );
+    assert_eq!(
+        store
+            .purge_jtis(UnixTime::from_secs(200), 100)
+            .await
+            .unwrap(),
+        0
+    );
+    // Unexpired ids stay spent.
+    assert!(
+        !store
+            .spend_jti("j-race", UnixTime::from_secs(500))
+            .await
+            .unwrap()
+    );
+}
+
+async fn registrations_and_channels(store: Store) {
+    assert_eq!(store.registration("dh").await.unwrap(), None);
+    let r = store
+        .register("dh", "enigm-os", UnixTime::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Registration {
+            handle: "dh".into(),
+            product: "enigm-os".into(),
+            registered_at: UnixTime::from_secs(10),
+            channels: vec![],
+        }
+    );
+    store
+        .join_channel("dh", "stable", UnixTime::from_secs(11))
+        .await
+        .unwrap();
+    store
+        .join_channel("dh", "beta", UnixTime::from_secs(12))
+        .await
+        .unwrap();
+    store
+        .join_channel("dh", "beta", UnixTime::from_secs(13))
+        .await
+        .unwrap();
+    // The same product again: channels kept, first registration time kept.
+    let r = store
+        .register("dh", "enigm-os", UnixTime::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.channels.clone(), r.registered_at),
+        (
+            vec!["beta".to_owned(), "stable".to_owned()],
+            UnixTime::from_secs(10)
+        )
+    );
+    // Another product: the old product's channels do not carry over.
+    let r = store
+        .register("dh", "other", UnixTime::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!((r.product.as_str(), r.channels.len()), ("other", 0));
+    // Another device is untouched.
+    store
+        .register("dh2", "enigm-os", UnixTime::from_secs(31))
+        .await
+        .unwrap();
+    store
+        .join_channel("dh2", "stable", UnixTime::from_secs(32))
+        .await
+        .unwrap();
+    store
+        .register("dh", "enigm-os", UnixTime::from_secs(33))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.registration("dh2").await.unwrap().unwrap().channels,
+        vec!["stable".to_owned()]
+    );
+}
+
+async fn absent_values_round_trip(store: Store) {
+    // NULL and empty values read back as written on both engines.
+    let mut d = device("dh_null", 4);
+    d.model = None;
+    let mut c = challenge("c-null", 200);
+    c.device_handle = None;
+    store.insert_challenge(&c).await.unwrap();
+    assert_eq!(store.consume_challenge("c-null").await.unwrap(), Some(c));
+    let mut c = challenge("c-some", 200);
+    c.device_handle = Some("dh_null".into());
+    c.resource = "build-1".into();
+    store.insert_challenge(&c).await.unwrap();
+    assert_eq!(store.consume_challenge("c-some").await.unwrap(), Some(c));
+    assert!(
+        store
+            .enroll(
+                &d,
+                &outcome(None, "enrollment", "eligible", &[], 1),
+                &outcome(None, "enrollment", "ineligible", &["x"], 1)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.device("dh_null").await.unwrap(), Some(d));
+    store.ping().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_migrate_once() {
+    let Some(url) = testing::fresh_postgres_database("migrate_together").await else {
+        return;
+    };
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Store::connect(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let store = Store::connect(&url).await.unwrap();
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM schema_migrations")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+        .try_get("n")
+        .unwrap();
+    assert_eq!(n, POSTGRES_MIGRATIONS.len() as i64);
+}
+
 #[tokio::test]
 async fn reopening_keeps_data_and_migrations_run_once() {
     let dir = TempDir::new("reopen").unwrap();
@@ -304,12 +556,9 @@ async fn unsupported_urls_are_refused() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_enrollments_and_records_all_succeed() {
+async fn concurrent_enrollments_and_records_all_succeed(store: Store) {
     // Found by the load test: deferred transactions that read then write failed with
     // "database is locked" under concurrency instead of waiting their turn.
-    let dir = TempDir::new("concurrent").unwrap();
-    let store = Store::open_sqlite_dir(dir.path()).await.unwrap();
     let tasks: Vec<_> = (0..48u8)
         .map(|i| {
             let s = store.clone();
