@@ -134,6 +134,14 @@ impl Endpoint {
         })
     }
 
+    /// Connects to `host:port` while still naming the URL's authority in `Host` and DPoP `htu`
+    /// (one replica behind a load balancer, or `curl --resolve`).
+    pub fn connecting_to(mut self, host: &str, port: u16) -> Endpoint {
+        host.clone_into(&mut self.host);
+        self.port = port;
+        self
+    }
+
     /// Whether connections are TLS (and proofs therefore bound to them).
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -651,6 +659,13 @@ impl DeviceClient {
                 .ok_or_else(|| ClientError::Transport("no connection".into()))?,
         };
         Ok(conn)
+    }
+
+    /// Talks to `endpoint` from now on (another replica behind a load balancer); the
+    /// enrollment, tokens and server nonce are kept.
+    pub fn set_endpoint(&mut self, endpoint: Endpoint) {
+        self.endpoint = endpoint;
+        self.conn = None;
     }
 
     /// Drops the connection; the next request opens a new one.

@@ -656,6 +656,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let body = json!({
         "status": if db.is_ok() { "ready" } else { "unavailable" },
         "database": if db.is_ok() { "ok" } else { "unreachable" },
+        "database_engine": state.service.store().backend().as_str(),
         "policy_hash": trust.policy.hash(),
         "anchors": trust.anchor_names(),
         "status_list_entries": trust.status_list.as_ref().map(|l| l.len()),

@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// TLS private key (PEM, PKCS#8, SEC1 or PKCS#1).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Database URL: `postgres://...` (shared by replicas) or `sqlite:...` [default: SQLite in
+    /// the data directory].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// OTA directory: `channels/<name>/metadata` and `artifacts/<id>`, served behind the gate.
     #[arg(long, value_name = "DIR")]
     ota_dir: Option<PathBuf>,
@@ -69,6 +73,8 @@ struct FileConfig {
     result_ttl: Option<i64>,
     outcome_retention_days: Option<i64>,
     database_url: Option<String>,
+    database_pool_size: Option<i64>,
+    database_statement_timeout_secs: Option<i64>,
     admin_token_sha256: Option<Vec<String>>,
     signing_key: Option<PathBuf>,
     test_trust_roots: Option<Vec<PathBuf>>,
@@ -95,6 +101,7 @@ pub struct Config {
     pub policy: Option<PathBuf>,
     pub service: ServiceConfig,
     pub database_url: Option<String>,
+    pub store: attest_store::StoreOptions,
     pub admin_token_hashes: Vec<[u8; 32]>,
     pub signing_key: Option<PathBuf>,
     pub test_trust_roots: Vec<PathBuf>,
@@ -121,6 +128,7 @@ impl std::fmt::Debug for Config {
                 "database_url",
                 &self.database_url.as_ref().map(|_| "<redacted>"),
             )
+            .field("store", &self.store)
             .field("admin_tokens", &self.admin_token_hashes.len())
             .field("signing_key", &self.signing_key)
             .field("test_trust_roots", &self.test_trust_roots)
@@ -290,6 +298,29 @@ impl Config {
                 return Err(CliError(format!("{name} {v} must be 1..=300 seconds")));
             }
         }
+        let pool = env_i64("DATABASE_POOL_SIZE")?
+            .or(file.database_pool_size)
+            .unwrap_or(i64::from(
+                attest_store::StoreOptions::default().max_connections,
+            ));
+        if !(1..=256).contains(&pool) {
+            return Err(CliError(format!(
+                "database_pool_size {pool} must be 1..=256"
+            )));
+        }
+        let statement_timeout = env_i64("DATABASE_STATEMENT_TIMEOUT_SECS")?
+            .or(file.database_statement_timeout_secs)
+            .unwrap_or(5);
+        if !(1..=60).contains(&statement_timeout) {
+            return Err(CliError(format!(
+                "database_statement_timeout_secs {statement_timeout} must be 1..=60"
+            )));
+        }
+        let store = attest_store::StoreOptions {
+            max_connections: pool.unsigned_abs() as u32,
+            acquire_timeout: std::time::Duration::from_secs(statement_timeout.unsigned_abs()),
+            statement_timeout: std::time::Duration::from_secs(statement_timeout.unsigned_abs()),
+        };
         let challenges_per_sec = env_i64("CHALLENGES_PER_SEC")?
             .or(file.challenges_per_sec)
             .unwrap_or(i64::from(attest_http::DEFAULT_CHALLENGES_PER_SEC));
@@ -364,7 +395,12 @@ impl Config {
                 issuer: "enigm-attest".to_owned(),
                 google_status_max_age_secs: max_age,
             },
-            database_url: env("DATABASE_URL").or(file.database_url),
+            database_url: args
+                .database_url
+                .clone()
+                .or_else(|| env("DATABASE_URL"))
+                .or(file.database_url),
+            store,
             admin_token_hashes,
             signing_key: env("SIGNING_KEY").map(PathBuf::from).or(file.signing_key),
             test_trust_roots,
@@ -543,7 +579,7 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
         cfg.test_trust_simulator,
     )?;
     let store = match &cfg.database_url {
-        Some(url) => Store::connect(url).await,
+        Some(url) => Store::connect_with(url, cfg.store).await,
         None => Store::open_sqlite_dir(&cfg.data_dir).await,
     }
     .map_err(|e| CliError(format!("database: {e}")))?;

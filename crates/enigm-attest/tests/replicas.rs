@@ -1,0 +1,368 @@
+//! Several `serve` processes on one PostgreSQL database, as operators run them: challenges and
+//! DPoP proofs are redeemed at most once across all replicas, and device state (enrollment,
+//! registration, revocation) written through one replica acts at once on the others.
+//!
+//! Needs a PostgreSQL server (`ENIGM_ATTEST_TEST_DATABASE_URL`, started by `.ci/run` or
+//! `scripts/test-postgres start`); skipped without one outside CI.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use attest_device::SoftwareDevice;
+use attest_device::client::{Connection, DeviceClient, DpopClaims, Endpoint, dpop_proof};
+use attest_store::testing::fresh_postgres_database;
+use base64::Engine;
+use serde_json::json;
+
+const ADMIN_TOKEN: &str = "eat_replica-test-admin";
+/// The one URL all replicas are reached under (their shared `public_url`).
+const PUBLIC_URL: &str = "http://ota.replicas.test";
+
+/// A `serve` process; killed when dropped.
+pub struct Replica {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Replica {
+    /// The replica as a device reaches it: the deployment's one public URL, connected to this
+    /// replica's address (what a load balancer does).
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(PUBLIC_URL, None)
+            .unwrap()
+            .connecting_to("127.0.0.1", self.port)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn fresh_dir(tag: &str) -> PathBuf {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("enigm-attest-{tag}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn admin_digest() -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ADMIN_TOKEN.as_bytes());
+    attest_android::hex(d.as_ref())
+}
+
+/// Starts a replica on `database_url` with its own data directory `dir` (whose secrets the
+/// caller may have copied from another replica) and the OTA directory `ota`.
+pub async fn start(database_url: &str, dir: &Path, ota: &Path) -> Replica {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args(["serve", "--test-trust-simulator", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--ota-dir")
+        .arg(ota)
+        .args(["--database-url", database_url])
+        .env_remove("ENIGM_ATTEST_POLICY")
+        .env("ENIGM_ATTEST_CHALLENGES_PER_SEC", "1000000")
+        .env("ENIGM_ATTEST_MAX_CONNECTIONS_PER_ADDRESS", "1000")
+        .env("ENIGM_ATTEST_ADMIN_TOKEN_SHA256", admin_digest())
+        .env(
+            "ENIGM_ATTEST_REVOCATION_SOURCE",
+            "file:/nonexistent-status-list",
+        )
+        .env("ENIGM_ATTEST_PUBLIC_URL", PUBLIC_URL)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let replica = Replica {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut c) = replica.endpoint().connect().await {
+            if let Ok(r) = c.send("GET", "/readyz", &[], b"", 1 << 20).await {
+                if r.status == 200 {
+                    break;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica on {port} did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    replica
+}
+
+/// Copies the secrets every replica must share (handle secret, signing keys) from `from`.
+pub fn share_secrets(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("signing-keys")).unwrap();
+    std::fs::copy(from.join("handle-secret"), to.join("handle-secret")).unwrap();
+    for e in std::fs::read_dir(from.join("signing-keys")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join("signing-keys").join(e.file_name())).unwrap();
+    }
+}
+
+pub fn ota_dir(dir: &Path) -> PathBuf {
+    let ota = dir.join("ota");
+    std::fs::create_dir_all(ota.join("artifacts")).unwrap();
+    std::fs::write(ota.join("artifacts/build-1"), b"private artifact bytes").unwrap();
+    ota
+}
+
+/// Three replicas on one fresh database; `None` without a PostgreSQL server (outside CI).
+pub async fn three(tag: &str) -> Option<(Vec<Replica>, PathBuf)> {
+    let url = fresh_postgres_database(tag).await?;
+    let root = fresh_dir(tag);
+    let ota = ota_dir(&root);
+    let a = start(&url, &root.join("a"), &ota).await;
+    share_secrets(&root.join("a"), &root.join("b"));
+    share_secrets(&root.join("a"), &root.join("c"));
+    let b = start(&url, &root.join("b"), &ota).await;
+    let c = start(&url, &root.join("c"), &ota).await;
+    Some((vec![a, b, c], root))
+}
+
+fn chain_json(chain: &[Vec<u8>]) -> Vec<String> {
+    chain
+        .iter()
+        .map(|c| base64::engine::general_purpose::STANDARD.encode(c))
+        .collect()
+}
+
+/// Opens one connection to each replica.
+async fn connections(replicas: &[Replica]) -> Vec<Connection> {
+    let mut out = Vec::new();
+    for r in replicas {
+        out.push(r.endpoint().connect().await.unwrap());
+    }
+    out
+}
+
+/// Every enrollment challenge is answered at once on all three replicas: exactly one answer is
+/// a decision, the other two are `replay_attempt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_challenge_raced_on_three_replicas_is_evaluated_once() {
+    let Some((replicas, root)) = three("race").await else {
+        return;
+    };
+    let replicas = Arc::new(replicas);
+    let device = Arc::new(SoftwareDevice::simulated().unwrap());
+    const CHALLENGES: usize = 2000;
+    const WORKERS: usize = 16;
+    let mut tasks = Vec::new();
+    for w in 0..WORKERS {
+        let (replicas, device) = (Arc::clone(&replicas), Arc::clone(&device));
+        tasks.push(tokio::spawn(async move {
+            let mut conns = connections(&replicas).await;
+            let (mut decided, mut replays, mut other) = (0usize, 0usize, Vec::new());
+            for i in (w..CHALLENGES).step_by(WORKERS) {
+                let c = conns[i % 3]
+                    .post_json("/v1/challenges", &json!({"workflow": "enrollment"}))
+                    .await
+                    .unwrap()
+                    .json();
+                let nonce =
+                    attest_token::b64url_decode(c["nonce"].as_str().unwrap()).unwrap();
+                let a = device.attest(&nonce).unwrap();
+                let body = json!({"challenge_id": c["challenge_id"], "certificate_chain": chain_json(&a.chain)});
+                let [c0, c1, c2] = &mut conns[..] else {
+                    unreachable!()
+                };
+                let (r0, r1, r2) = tokio::join!(
+                    c0.post_json("/v1/attestations", &body),
+                    c1.post_json("/v1/attestations", &body),
+                    c2.post_json("/v1/attestations", &body)
+                );
+                let mut won = 0;
+                for r in [r0, r1, r2] {
+                    let r = r.unwrap();
+                    let v = r.json();
+                    if r.status == 200 && v["decision"] == "eligible" {
+                        won += 1;
+                    } else if r.code().as_deref() == Some("replay_attempt") {
+                        replays += 1;
+                    } else {
+                        other.push(format!("{} {v}", r.status));
+                    }
+                }
+                assert_eq!(won, 1, "challenge {i}: {won} replicas evaluated it");
+                decided += won;
+            }
+            (decided, replays, other)
+        }));
+    }
+    let (mut decided, mut replays) = (0, 0);
+    for t in tasks {
+        let (d, r, other) = t.await.unwrap();
+        assert!(other.is_empty(), "unexpected answers: {other:?}");
+        decided += d;
+        replays += r;
+    }
+    assert_eq!((decided, replays), (CHALLENGES, 2 * CHALLENGES));
+    eprintln!(
+        "raced {CHALLENGES} challenges on 3 replicas: {decided} evaluated once, {replays} replay_attempt, 0 double redemptions"
+    );
+    // Every replica enforces the same policy, and says so.
+    let mut hashes = Vec::new();
+    for r in replicas.iter() {
+        let ready = r
+            .endpoint()
+            .connect()
+            .await
+            .unwrap()
+            .send("GET", "/readyz", &[], b"", 1 << 20)
+            .await
+            .unwrap()
+            .json();
+        assert_eq!(ready["database_engine"], "postgres");
+        hashes.push(ready["policy_hash"].as_str().unwrap().to_owned());
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+    drop(replicas);
+    let _ = std::fs::remove_dir_all(root);
+}
+
+/// One DPoP proof sent at once to all three replicas is accepted by one; a device enrolled on
+/// A registers on B, is revoked on C, and is refused on A at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_and_device_state_are_shared_by_the_replicas() {
+    let Some((replicas, root)) = three("shared").await else {
+        return;
+    };
+    let [a, b, c] = &replicas[..] else {
+        unreachable!()
+    };
+    let mut client = DeviceClient::new(a.endpoint(), SoftwareDevice::simulated().unwrap());
+    assert!(client.enroll().await.unwrap().is_eligible());
+    let handle = client.handle().unwrap().to_owned();
+    // Registered through B.
+    client.set_endpoint(b.endpoint());
+    let reg = client.register("enigm-os").await.unwrap();
+    assert_eq!(reg["device_handle"], json!(handle));
+
+    // The same proof on three replicas at once: one serves, two see a replayed jti.
+    let token = client.token("private_artifact", "build-1").await.unwrap();
+    let path = "/v1/ota/artifacts/build-1";
+    let first = client.gated("GET", path, &token, b"", &[]).await.unwrap();
+    assert_eq!(first.status, 200);
+    let mut nonce = first.header("dpop-nonce").unwrap().to_owned();
+    let mut conns = connections(&replicas).await;
+    let mut served = 0;
+    const PROOFS: usize = 200;
+    for i in 0..PROOFS {
+        let now = attest_core::UnixTime::from_secs(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        );
+        // One proof, byte for byte, to every replica at once (a replay racing the original).
+        let url = format!("{PUBLIC_URL}{path}");
+        let proof = dpop_proof(
+            client.device_key().unwrap(),
+            &DpopClaims {
+                method: "GET",
+                url: &url,
+                token: &token,
+                nonce: Some(&nonce),
+                jti: &format!("race-{i}"),
+                iat: now,
+                tls_exporter: None,
+            },
+        )
+        .unwrap();
+        let headers = vec![("authorization", format!("DPoP {token}")), ("dpop", proof)];
+        let sends = conns
+            .iter_mut()
+            .map(|conn| conn.send("GET", path, &headers, b"", 1 << 20));
+        let answers: Vec<_> = futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let ok = answers.iter().filter(|r| r.status == 200).count();
+        let replayed = answers
+            .iter()
+            .filter(|r| r.status == 401 && r.code().as_deref() == Some("invalid_dpop_proof"))
+            .count();
+        assert_eq!(
+            (ok, replayed),
+            (1, 2),
+            "proof {i}: {:?}",
+            answers
+                .iter()
+                .map(|r| (r.status, r.code()))
+                .collect::<Vec<_>>()
+        );
+        served += ok;
+        if let Some(n) = answers.iter().find_map(|r| r.header("dpop-nonce")) {
+            nonce = n.to_owned();
+        }
+    }
+    assert_eq!(served, PROOFS);
+    eprintln!(
+        "raced {PROOFS} DPoP proof ids on 3 replicas: each served once, 0 double redemptions"
+    );
+
+    // Revoked on C: refused on A at once (gated request and attestation).
+    let revoke = c
+        .endpoint()
+        .connect()
+        .await
+        .unwrap()
+        .send(
+            "POST",
+            &format!("/admin/v1/devices/{handle}/revoke"),
+            &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+            b"",
+            1 << 20,
+        )
+        .await
+        .unwrap();
+    assert!(revoke.status < 300, "{} {}", revoke.status, revoke.json());
+    client.set_endpoint(a.endpoint());
+    let r = client.gated("GET", path, &token, b"", &[]).await.unwrap();
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (403, Some("device_revoked"))
+    );
+    let d = client.attest("registration", "enigm-os").await;
+    let refused = match d {
+        Ok(d) => d.reasons.contains(&"device_revoked".to_owned()),
+        Err(attest_device::client::ClientError::Refused { code, .. }) => code == "device_revoked",
+        Err(e) => panic!("{e}"),
+    };
+    assert!(refused);
+    drop(replicas);
+    let _ = std::fs::remove_dir_all(root);
+}
