@@ -28,10 +28,9 @@ const ADMIN_TOKEN: &str = "eat_replica-test-admin";
 const PUBLIC_URL: &str = "http://ota.replicas.test";
 
 /// A `serve` process; killed when dropped.
-pub struct Replica {
+struct Replica {
     child: Child,
-    pub port: u16,
-    pub dir: PathBuf,
+    port: u16,
 }
 
 impl Drop for Replica {
@@ -44,7 +43,7 @@ impl Drop for Replica {
 impl Replica {
     /// The replica as a device reaches it: the deployment's one public URL, connected to this
     /// replica's address (what a load balancer does).
-    pub fn endpoint(&self) -> Endpoint {
+    fn endpoint(&self) -> Endpoint {
         Endpoint::new(PUBLIC_URL, None)
             .unwrap()
             .connecting_to("127.0.0.1", self.port)
@@ -59,7 +58,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-pub fn fresh_dir(tag: &str) -> PathBuf {
+fn fresh_dir(tag: &str) -> PathBuf {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -76,7 +75,7 @@ fn admin_digest() -> String {
 
 /// Starts a replica on `database_url` with its own data directory `dir` (whose secrets the
 /// caller may have copied from another replica) and the OTA directory `ota`.
-pub async fn start(database_url: &str, dir: &Path, ota: &Path) -> Replica {
+async fn start(database_url: &str, dir: &Path, ota: &Path) -> Replica {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
         .args(["serve", "--test-trust-simulator", "--listen"])
@@ -99,11 +98,7 @@ pub async fn start(database_url: &str, dir: &Path, ota: &Path) -> Replica {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let replica = Replica {
-        child,
-        port,
-        dir: dir.to_path_buf(),
-    };
+    let replica = Replica { child, port };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(mut c) = replica.endpoint().connect().await {
@@ -123,7 +118,7 @@ pub async fn start(database_url: &str, dir: &Path, ota: &Path) -> Replica {
 }
 
 /// Copies the secrets every replica must share (handle secret, signing keys) from `from`.
-pub fn share_secrets(from: &Path, to: &Path) {
+fn share_secrets(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.join("signing-keys")).unwrap();
     std::fs::copy(from.join("handle-secret"), to.join("handle-secret")).unwrap();
     for e in std::fs::read_dir(from.join("signing-keys")).unwrap() {
@@ -132,7 +127,7 @@ pub fn share_secrets(from: &Path, to: &Path) {
     }
 }
 
-pub fn ota_dir(dir: &Path) -> PathBuf {
+fn ota_dir(dir: &Path) -> PathBuf {
     let ota = dir.join("ota");
     std::fs::create_dir_all(ota.join("artifacts")).unwrap();
     std::fs::write(ota.join("artifacts/build-1"), b"private artifact bytes").unwrap();
@@ -140,7 +135,7 @@ pub fn ota_dir(dir: &Path) -> PathBuf {
 }
 
 /// Three replicas on one fresh database; `None` without a PostgreSQL server (outside CI).
-pub async fn three(tag: &str) -> Option<(Vec<Replica>, PathBuf)> {
+async fn three(tag: &str) -> Option<(Vec<Replica>, PathBuf)> {
     let url = fresh_postgres_database(tag).await?;
     let root = fresh_dir(tag);
     let ota = ota_dir(&root);
