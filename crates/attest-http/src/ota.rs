@@ -227,11 +227,28 @@ pub(crate) async fn authorize(
         resource: &build,
         needs_registration: true,
     };
+    let dir = match ota_dir(&state) {
+        Ok(d) => d.to_path_buf(),
+        Err(e) => return e.into_response(),
+    };
+    let trust = state.service.trust();
     let grant = match pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
         Ok(g) => g,
         Err(resp) => return *resp,
     };
-    match state.service.authorize_update(&grant, &build) {
+    // Only a build a channel this device may read now offers.
+    let channels = match readable(
+        &state,
+        &trust.policy,
+        &grant,
+        channels_offering(&dir, &build).await,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    match state.service.authorize_update(&grant, &build, &channels) {
         Ok(jwt) => with_nonce(&state, Json(json!({"authorization": jwt})).into_response()),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -242,6 +259,94 @@ async fn is_symlink(path: &Path) -> bool {
     tokio::fs::symlink_metadata(path)
         .await
         .is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Opens a regular file of the OTA directory for reading: never through a link in its last
+/// component (`O_NOFOLLOW`), never blocking on a FIFO (`O_NONBLOCK`), and only when what was
+/// opened is a regular file (checked on the open handle, not the path).
+async fn open_regular(path: &Path) -> Option<tokio::fs::File> {
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let file = opts.open(path).await.ok()?;
+    file.metadata().await.ok().filter(|m| m.is_file())?;
+    Some(file)
+}
+
+/// A whole small file (at most `max` bytes; a longer one counts as missing).
+async fn read_small(path: &Path, max: u64) -> Option<Vec<u8>> {
+    let file = open_regular(path).await?;
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).await.ok()?;
+    (bytes.len() as u64 <= max).then_some(bytes)
+}
+
+/// Largest `releases` file of a channel.
+const MAX_RELEASES_BYTES: u64 = 1024 * 1024;
+
+/// The channels of `dir` whose `channels/<name>/releases` lists `name` (one artifact id or
+/// build per line; `#` starts a comment), sorted. What no channel lists is served to nobody.
+async fn channels_offering(dir: &Path, name: &str) -> Vec<String> {
+    let channels = dir.join("channels");
+    if is_symlink(&channels).await {
+        return Vec::new();
+    }
+    let Ok(mut entries) = tokio::fs::read_dir(&channels).await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Ok(Some(e)) = entries.next_entry().await {
+        let Some(channel) = e.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !is_resource_name(&channel) || is_symlink(&e.path()).await {
+            continue;
+        }
+        let Some(list) = read_small(&e.path().join("releases"), MAX_RELEASES_BYTES).await else {
+            continue;
+        };
+        let listed = String::from_utf8_lossy(&list)
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .any(|l| l == name);
+        if listed {
+            out.push(channel);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Of the channels `offering` something, those the device of `grant` may read now; when it
+/// may read none, the refusal (404 when no channel offers it at all).
+async fn readable(
+    state: &AppState,
+    policy: &attest_policy::Policy,
+    grant: &Grant,
+    offering: Vec<String>,
+) -> Result<Vec<String>, Response> {
+    if offering.is_empty() {
+        return Err(not_found());
+    }
+    let mut first_refusal = None;
+    let mut ok = Vec::new();
+    for c in offering {
+        match state.service.channel_access(policy, grant, &c) {
+            Ok(()) => ok.push(c),
+            Err(e) => {
+                first_refusal.get_or_insert(e);
+            }
+        }
+    }
+    if !ok.is_empty() {
+        return Ok(ok);
+    }
+    Err(match first_refusal {
+        Some(ServiceError::Gate { code, message }) => gate_error(state, code, message),
+        Some(other) => ApiError::from(other).into_response(),
+        None => not_found(),
+    })
 }
 
 fn not_found() -> Response {
@@ -264,8 +369,10 @@ pub(crate) async fn metadata(
         Ok(d) => d.to_path_buf(),
         Err(e) => return e.into_response(),
     };
-    // A configured (staged) channel's metadata is for its members only.
-    let staged = state.service.trust().policy.channel(&channel).is_some();
+    // One policy snapshot for the whole request. A configured (staged) channel's metadata is
+    // for its members inside its current rollout and models only.
+    let trust = state.service.trust();
+    let staged = trust.policy.channel(&channel).is_some();
     let g = Gated {
         workflow: Workflow::ProtectedMetadata,
         resource: &channel,
@@ -275,29 +382,21 @@ pub(crate) async fn metadata(
         Ok(g) => g,
         Err(resp) => return *resp,
     };
-    let member = grant
-        .registration
-        .as_ref()
-        .is_some_and(|r| r.channels.contains(&channel));
-    if staged && !member {
-        return gate_error(
-            &state,
-            GateCode::NotInRollout,
-            "the device is not a member of this channel".into(),
-        );
+    if let Err(e) = state
+        .service
+        .channel_access(&trust.policy, &grant, &channel)
+    {
+        return match e {
+            ServiceError::Gate { code, message } => gate_error(&state, code, message),
+            other => ApiError::from(other).into_response(),
+        };
     }
     let channel_dir = dir.join("channels").join(&channel);
-    let path = channel_dir.join("metadata");
-    if is_symlink(&channel_dir).await || is_symlink(&path).await {
+    if is_symlink(&dir.join("channels")).await || is_symlink(&channel_dir).await {
         return not_found();
     }
-    let bytes = match tokio::fs::metadata(&path).await {
-        Ok(m) if m.is_file() && m.len() <= MAX_METADATA_BYTES => match tokio::fs::read(&path).await
-        {
-            Ok(b) => b,
-            Err(_) => return not_found(),
-        },
-        _ => return not_found(),
+    let Some(bytes) = read_small(&channel_dir.join("metadata"), MAX_METADATA_BYTES).await else {
+        return not_found();
     };
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
     let etag = format!(
@@ -374,22 +473,25 @@ pub(crate) async fn artifact(
         resource: &id,
         needs_registration: false,
     };
-    if let Err(resp) = pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
-        return *resp;
+    let trust = state.service.trust();
+    let grant = match pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
+        Ok(g) => g,
+        Err(resp) => return *resp,
+    };
+    // Served only through a channel that lists it and that this device may read now.
+    let offering = channels_offering(&dir, &id).await;
+    if let Err(resp) = readable(&state, &trust.policy, &grant, offering).await {
+        return resp;
     }
-    let path = dir.join("artifacts").join(&id);
-    if is_symlink(&path).await {
+    if is_symlink(&dir.join("artifacts")).await {
         return not_found();
     }
-    let Ok(mut file) = tokio::fs::File::open(&path).await else {
+    let Some(mut file) = open_regular(&dir.join("artifacts").join(&id)).await else {
         return not_found();
     };
     let Ok(meta) = file.metadata().await else {
         return not_found();
     };
-    if !meta.is_file() {
-        return not_found();
-    }
     let len = meta.len();
     let mtime = meta
         .modified()
@@ -471,12 +573,8 @@ pub(crate) async fn membership(
         Err(e) => return e.into_response(),
     };
     // An unknown channel is told only to a caller the gate admits: no listing of channels.
-    let known = state
-        .service
-        .trust()
-        .policy
-        .channel(&channel)
-        .map(|c| c.workflow);
+    let trust = state.service.trust();
+    let known = trust.policy.channel(&channel).map(|c| c.workflow);
     let g = Gated {
         workflow: known.unwrap_or(Workflow::ReleaseChannel),
         resource: &channel,
@@ -489,7 +587,11 @@ pub(crate) async fn membership(
     if known.is_none() {
         return not_found();
     }
-    match state.service.join_channel(&grant, &channel).await {
+    match state
+        .service
+        .join_channel(&trust.policy, &grant, &channel)
+        .await
+    {
         Ok(r) => with_nonce(&state, Json(registration_json(&r)).into_response()),
         Err(ServiceError::Gate { code, message }) => gate_error(&state, code, message),
         Err(e) => ApiError::from(e).into_response(),

@@ -141,20 +141,51 @@ async fn start(device: &SoftwareDevice) -> Gate {
     anchors
         .add_certificate(device.root_cert().to_vec())
         .unwrap();
-    let policy = Policy::from_toml(&format!(
+    let policy_text = format!(
         "[devices.\"{}\"]\nmodel = \"Enigm Phone 1\"\nboot_states = [\"verified\"]\n\n[application]\npackages = [\"os.enigm.updater\"]\nsignature_digests = [\"{}\"]\n\n[channels.beta]\nrollout_percent = 100\nmodels = [\"Enigm Phone 1\"]\n\n[channels.closed]\nrollout_percent = 0\n\n[channels.vault]\nworkflow = \"sensitive_channel\"\nmin_security_level = \"strongbox\"\n",
         hex(&device.boot_key()),
         hex(&attest_device::keydesc::UPDATER_DIGEST),
-    ))
+    );
+    let policy = Policy::from_toml(&policy_text).unwrap();
+    // Reloads read this file (tests rewrite it to change the policy in force).
+    let policy_file = dir.path().join("policy.toml");
+    std::fs::write(&policy_file, &policy_text).unwrap();
+    // What each channel offers: what no channel lists is served to nobody.
+    std::fs::write(
+        ota.join("channels/stable/releases"),
+        "build-42\nlink\nbig\n",
+    )
     .unwrap();
-    let service = Arc::new(Service::new(
-        store,
-        Trust::new(policy, anchors, None),
-        Signer::new(vec![attest_token::SigningKey::generate().unwrap().0]).unwrap(),
-        &[7u8; 32],
-        ServiceConfig::default(),
-        Arc::new(ManualClock::new(START)),
-    ));
+    std::fs::write(
+        ota.join("channels/beta/releases"),
+        "build-42 # also on beta\n\nbeta-build\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(ota.join("channels/closed")).unwrap();
+    std::fs::write(ota.join("channels/closed/releases"), "closed-build\n").unwrap();
+    for id in ["beta-build", "closed-build", "unlisted"] {
+        std::fs::write(ota.join("artifacts").join(id), format!("bytes of {id}")).unwrap();
+    }
+    let root = device.root_cert().to_vec();
+    let service = Arc::new(
+        Service::new(
+            store,
+            Trust::new(policy, anchors, None),
+            Signer::new(vec![attest_token::SigningKey::generate().unwrap().0]).unwrap(),
+            &[7u8; 32],
+            ServiceConfig::default(),
+            Arc::new(ManualClock::new(START)),
+        )
+        .with_loader(Box::new(move || {
+            let text = std::fs::read_to_string(&policy_file).map_err(|e| e.to_string())?;
+            let policy = Policy::from_toml(&text).map_err(|e| e.to_string())?;
+            let mut anchors = TrustAnchors::empty();
+            anchors
+                .add_certificate(root.clone())
+                .map_err(|e| e.to_string())?;
+            Ok(Trust::new(policy, anchors, None))
+        })),
+    );
     let digest = digest::digest(&digest::SHA256, ADMIN_TOKEN.as_bytes());
     let state = AppState::new(
         Arc::clone(&service),
@@ -685,7 +716,7 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
         START,
     )
     .unwrap();
-    assert_eq!(claims["channels"], json!(["beta"]));
+    assert_eq!(claims["channels"], json!(["beta", "stable"]));
 
     // Registering for another product leaves the old product's channels behind.
     let other = g
@@ -967,4 +998,165 @@ async fn a_relying_party_elsewhere_admits_with_the_jwks_alone() {
         check_gated(&jwks, &late),
         Err(GateFailure::InvalidToken(_))
     ));
+}
+
+/// Artifacts and builds are served or authorized only through a channel that lists them
+/// (`channels/<name>/releases`) and that the device may read now: a configured channel's
+/// members inside its current rollout and models. Narrowing a rollout acts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_and_builds_follow_the_channels_that_offer_them() {
+    let _serial = SERIAL.lock().await;
+    let device = SoftwareDevice::new().unwrap();
+    let g = start(&device).await;
+    let (handle, kdev) = g.enroll(&device).await;
+    let get = |id: &'static str| {
+        let (g, device, kdev, handle) = (&g, &device, &kdev, handle.clone());
+        async move {
+            let t = g.token(device, kdev, &handle, "private_artifact", id).await;
+            let path = format!("/v1/ota/artifacts/{id}");
+            g.gated(kdev, "GET", &path, &t, None, &[]).await
+        }
+    };
+    let authorize = |build: &'static str| {
+        let (g, device, kdev, handle) = (&g, &device, &kdev, handle.clone());
+        async move {
+            let t = g
+                .token(device, kdev, &handle, "update_authorization", build)
+                .await;
+            let body = json!({"build": build}).to_string();
+            g.gated(
+                kdev,
+                "POST",
+                "/v1/ota/authorizations",
+                &t,
+                Some(body.as_bytes()),
+                &[],
+            )
+            .await
+        }
+    };
+    let code = |r: &Reply| (r.status, r.code());
+    // Listed by a configured channel: not for an unregistered device, nor a non-member.
+    assert_eq!(
+        code(&get("closed-build").await),
+        (403, Some("not_registered".into()))
+    );
+    // Listed by no channel: nobody gets it, though the file exists.
+    let r = get("unlisted").await;
+    assert_eq!(code(&r), (404, Some("not_found".into())));
+    assert!(!String::from_utf8_lossy(&r.body).contains("bytes of"));
+    // An unconfigured channel's artifacts are open to every eligible device with the token.
+    assert_eq!(get("build-42").await.status, 200);
+
+    let reg = g
+        .token(&device, &kdev, &handle, "registration", "enigm-phone")
+        .await;
+    let body = json!({"product": "enigm-phone"}).to_string();
+    let r = g
+        .gated(
+            &kdev,
+            "POST",
+            "/v1/ota/registrations",
+            &reg,
+            Some(body.as_bytes()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        code(&get("beta-build").await),
+        (403, Some("not_in_rollout".into()))
+    );
+    assert_eq!(
+        code(&authorize("beta-build").await),
+        (403, Some("not_in_rollout".into()))
+    );
+    assert_eq!(
+        code(&authorize("unlisted").await),
+        (404, Some("not_found".into()))
+    );
+    let join = g
+        .token(&device, &kdev, &handle, "release_channel", "beta")
+        .await;
+    let r = g
+        .gated(
+            &kdev,
+            "POST",
+            "/v1/ota/channels/beta/membership",
+            &join,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = get("beta-build").await;
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, &b"bytes of beta-build"[..])
+    );
+    let r = authorize("beta-build").await;
+    let claims = attest_token::verify(
+        r.json()["authorization"].as_str().unwrap(),
+        &g.service.jwks(),
+        START,
+    )
+    .unwrap();
+    assert_eq!(claims["channels"], json!(["beta"]));
+    // Members of a 0% channel do not exist, and the closed channel's build stays closed.
+    assert_eq!(
+        code(&get("closed-build").await),
+        (403, Some("not_in_rollout".into()))
+    );
+
+    // The operator narrows beta to 0%: members that joined before lose it at once.
+    let policy_file = g._dir.path().join("policy.toml");
+    let text = std::fs::read_to_string(&policy_file).unwrap().replace(
+        "[channels.beta]\nrollout_percent = 100",
+        "[channels.beta]\nrollout_percent = 0",
+    );
+    std::fs::write(&policy_file, text).unwrap();
+    g.service.reload_policy().unwrap();
+    assert_eq!(
+        code(&get("beta-build").await),
+        (403, Some("not_in_rollout".into()))
+    );
+    assert_eq!(
+        code(&authorize("beta-build").await),
+        (403, Some("not_in_rollout".into()))
+    );
+    let meta = g
+        .token(&device, &kdev, &handle, "protected_metadata", "beta")
+        .await;
+    let r = g
+        .gated(
+            &kdev,
+            "GET",
+            "/v1/ota/channels/beta/metadata",
+            &meta,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(code(&r), (403, Some("not_in_rollout".into())));
+    // build-42 is still offered by the open stable channel.
+    assert_eq!(get("build-42").await.status, 200);
+
+    // A FIFO planted in the OTA directory is not opened for reading (which would block).
+    #[cfg(unix)]
+    {
+        let ota = g._dir.path().join("ota");
+        let fifo = ota.join("artifacts/fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::fs::write(ota.join("channels/stable/releases"), "build-42\nfifo\n").unwrap();
+        let r = tokio::time::timeout(std::time::Duration::from_secs(10), get("fifo"))
+            .await
+            .expect("a FIFO blocked the request");
+        assert_eq!(r.status, 404);
+    }
 }

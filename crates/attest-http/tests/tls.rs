@@ -64,6 +64,10 @@ async fn start_for(devices: &[&SoftwareDevice]) -> Tls {
     std::fs::write(ota.join("artifacts/build-43"), &artifact).unwrap();
     std::fs::create_dir_all(ota.join("channels/stable")).unwrap();
     std::fs::write(ota.join("channels/stable/metadata"), METADATA).unwrap();
+    std::fs::write(ota.join("channels/stable/releases"), "build-43\n").unwrap();
+    // A channel the policy does not stage: open to every eligible device.
+    std::fs::create_dir_all(ota.join("channels/open")).unwrap();
+    std::fs::write(ota.join("channels/open/releases"), "build-42\n").unwrap();
     let store = Store::open_sqlite_dir(&dir.path().join("data"))
         .await
         .unwrap();

@@ -229,18 +229,15 @@ impl Service {
         (v % 100) as u8
     }
 
-    /// Admits the device of `grant` to `channel` when it is inside the staged rollout (its
-    /// eligibility, models included, was decided when its token was issued).
-    pub async fn join_channel(
+    /// Whether the configured channel `c` (named `channel`) admits the device of `grant` now:
+    /// its model is in the channel's `models` (when set) and its rollout bucket is below the
+    /// channel's current `rollout_percent`.
+    fn admits(
         &self,
+        c: &attest_policy::Channel,
         grant: &Grant,
         channel: &str,
-    ) -> Result<Registration, ServiceError> {
-        let trust = self.trust();
-        let c = trust
-            .policy
-            .channel(channel)
-            .ok_or_else(|| ServiceError::NotFound(format!("channel {channel}")))?;
+    ) -> Result<(), ServiceError> {
         if !c.models.is_empty() && !grant.model.as_ref().is_some_and(|m| c.models.contains(m)) {
             return Err(refuse(
                 GateCode::ModelNotAllowed,
@@ -254,9 +251,61 @@ impl Service {
                 "the device is outside this channel's rollout",
             ));
         }
-        self.store
+        Ok(())
+    }
+
+    /// Whether the device of `grant` may read what `channel` offers (its metadata, the
+    /// artifacts and builds it lists) under `policy`, now. A channel the policy does not
+    /// configure is open to every device holding a token for the resource; a configured one
+    /// only to its members that are still inside its current rollout and models, so narrowing
+    /// a rollout or a model list acts at once on devices that joined before.
+    pub fn channel_access(
+        &self,
+        policy: &attest_policy::Policy,
+        grant: &Grant,
+        channel: &str,
+    ) -> Result<(), ServiceError> {
+        let Some(c) = policy.channel(channel) else {
+            return Ok(());
+        };
+        let Some(registration) = &grant.registration else {
+            return Err(refuse(
+                GateCode::NotRegistered,
+                "the device is not registered for updates",
+            ));
+        };
+        if !registration.channels.iter().any(|m| m == channel) {
+            return Err(refuse(
+                GateCode::NotInRollout,
+                "the device is not a member of this channel",
+            ));
+        }
+        self.admits(c, grant, channel)
+    }
+
+    /// Admits the device of `grant` to `channel` when it is inside the staged rollout (its
+    /// eligibility under the channel's rules was decided when its token was issued), under
+    /// `policy`: the snapshot the request was gated with.
+    pub async fn join_channel(
+        &self,
+        policy: &attest_policy::Policy,
+        grant: &Grant,
+        channel: &str,
+    ) -> Result<Registration, ServiceError> {
+        let c = policy
+            .channel(channel)
+            .ok_or_else(|| ServiceError::NotFound(format!("channel {channel}")))?;
+        self.admits(c, grant, channel)?;
+        if !self
+            .store
             .join_channel(&grant.handle, channel, grant.now)
-            .await?;
+            .await?
+        {
+            return Err(refuse(
+                GateCode::NotRegistered,
+                "the device is not registered for updates",
+            ));
+        }
         self.store
             .registration(&grant.handle)
             .await?
@@ -270,7 +319,13 @@ impl Service {
 
     /// A signed, short-lived statement that the device of `grant` may install `build`: what the
     /// OTA client hands to the update engine (`typ: update-authorization+jwt`).
-    pub fn authorize_update(&self, grant: &Grant, build: &str) -> Result<String, ServiceError> {
+    /// `channels` are the channels offering `build` that the device may read.
+    pub fn authorize_update(
+        &self,
+        grant: &Grant,
+        build: &str,
+        channels: &[String],
+    ) -> Result<String, ServiceError> {
         let claims = serde_json::json!({
             "iss": self.config.issuer,
             "sub": grant.handle,
@@ -279,7 +334,7 @@ impl Service {
             "exp": grant.now.saturating_add_secs(self.config.token_ttl_secs).as_secs(),
             "build": build,
             "product": grant.registration.as_ref().map(|r| r.product.clone()),
-            "channels": grant.registration.as_ref().map(|r| r.channels.clone()).unwrap_or_default(),
+            "channels": channels,
             "cnf": {"jkt": grant.jkt},
         });
         self.signer

@@ -676,17 +676,18 @@ impl Store {
         }))
     }
 
-    /// Adds a registered device to a channel (idempotent).
-    pub async fn join_channel(&self, handle: &str, channel: &str, at: UnixTime) -> Result<()> {
+    /// Adds a registered device to a channel (idempotent); `false` when the device is not
+    /// registered (one statement, so a registration changed meanwhile cannot be bypassed).
+    pub async fn join_channel(&self, handle: &str, channel: &str, at: UnixTime) -> Result<bool> {
         sqlx::query(
-            "INSERT INTO channel_members (handle, channel, joined_at) VALUES ($1, $2, $3) ON CONFLICT (handle, channel) DO NOTHING",
+            "INSERT INTO channel_members (handle, channel, joined_at) SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM registrations WHERE handle = $1) ON CONFLICT (handle, channel) DO NOTHING",
         )
         .bind(handle)
         .bind(channel)
         .bind(at.as_secs())
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(self.registration(handle).await?.is_some())
     }
 
     /// Closes the pool (and, for SQLite, checkpoints the WAL).

@@ -408,6 +408,13 @@ async fn a_dpop_proof_id_is_spent_once_and_purged_in_batches(store: Store) {
 
 async fn registrations_and_channels(store: Store) {
     assert_eq!(store.registration("dh").await.unwrap(), None);
+    // Not registered: no membership is written.
+    assert!(
+        !store
+            .join_channel("dh", "stable", UnixTime::from_secs(5))
+            .await
+            .unwrap()
+    );
     let r = store
         .register("dh", "enigm-os", UnixTime::from_secs(10))
         .await

@@ -6,7 +6,8 @@
 //! What it writes (never over an existing setup):
 //! - `tls/ca.pem`, `tls/server.pem`, `tls/server.key`: a throw-away CA and a server certificate
 //!   for `localhost`, `127.0.0.1` and `::1`;
-//! - `ota/channels/stable/metadata` and `ota/artifacts/demo-build-1`: a channel and an artifact;
+//! - `ota/channels/stable/metadata`, `ota/channels/stable/releases` and
+//!   `ota/artifacts/demo-build-1`: a channel, what it offers, and an artifact;
 //!   the metadata is a JSON stand-in for a signed OTA manifest (`build`, `artifact`, `size`,
 //!   `sha256`), which `sim` reads to know what to download and check;
 //! - `policy.toml`: the built-in policy plus `[channels.stable]` (everyone, `release_channel`);
@@ -99,6 +100,11 @@ fn ota_files(dir: &Path) -> Result<(), CliError> {
     write(
         &dir.join("ota/channels/stable/metadata"),
         format!("{metadata:#}\n").as_bytes(),
+    )?;
+    // What the channel offers: the gate serves and authorizes only what a channel lists.
+    write(
+        &dir.join("ota/channels/stable/releases"),
+        format!("# artifact ids and builds of the stable channel, one per line\n{id}\n").as_bytes(),
     )
 }
 

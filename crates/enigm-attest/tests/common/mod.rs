@@ -123,6 +123,9 @@ pub fn ota_dir(dir: &Path) -> PathBuf {
     let ota = dir.join("ota");
     std::fs::create_dir_all(ota.join("artifacts")).unwrap();
     std::fs::write(ota.join("artifacts/build-1"), b"private artifact bytes").unwrap();
+    // Offered by a channel the policy does not stage: open to every eligible device.
+    std::fs::create_dir_all(ota.join("channels/open")).unwrap();
+    std::fs::write(ota.join("channels/open/releases"), "build-1\n").unwrap();
     ota
 }
 
