@@ -93,6 +93,20 @@ async fn pass(
     exporter: Option<&TlsExporter>,
     g: Gated<'_>,
 ) -> Result<Grant, Box<Response>> {
+    // One Authorization and one DPoP header (RFC 9449 4.3): with two, which one was checked
+    // would depend on who reads them.
+    for (name, code) in [
+        ("authorization", GateCode::InvalidToken),
+        ("dpop", GateCode::InvalidDpopProof),
+    ] {
+        if headers.get_all(name).iter().count() > 1 {
+            return Err(Box::new(gate_error(
+                state,
+                code,
+                format!("more than one {name} header"),
+            )));
+        }
+    }
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let url = request_url(state, headers, uri, exporter.is_some());
     let r = state

@@ -379,6 +379,51 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
     assert_eq!(r.body, g.artifact);
     assert_eq!(r.header("content-length").as_deref(), Some("300000"));
     assert!(r.header("etag").is_some() && r.header("dpop-nonce").is_some());
+    // The scheme name in any case (RFC 9110); but never two DPoP or Authorization headers.
+    let proof = dpop(&g, &kdev, "GET", path, &token, Some(&nonce), "j-case");
+    let r = http(
+        g.addr,
+        "GET",
+        path,
+        &[("Authorization", format!("dpop {token}")), ("DPoP", proof)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let p1 = dpop(&g, &kdev, "GET", path, &token, Some(&nonce), "j-two-a");
+    let p2 = dpop(&g, &kdev, "GET", path, &token, Some(&nonce), "j-two-b");
+    let r = http(
+        g.addr,
+        "GET",
+        path,
+        &[
+            ("Authorization", format!("DPoP {token}")),
+            ("DPoP", p1.clone()),
+            ("DPoP", p2),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (401, Some("invalid_dpop_proof"))
+    );
+    let r = http(
+        g.addr,
+        "GET",
+        path,
+        &[
+            ("Authorization", format!("DPoP {token}")),
+            ("Authorization", "DPoP x".to_owned()),
+            ("DPoP", p1),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_deref()),
+        (401, Some("invalid_token"))
+    );
     // The same proof again: a replay.
     let r = http(g.addr, "GET", path, &headers, None).await;
     assert_eq!(

@@ -573,17 +573,20 @@ impl Policy {
         self.channels.get(name)
     }
 
-    /// Decides for `workflow` on `resource`: for the channel workflows, a configured channel's
-    /// rules and models apply, and a channel configured for the other channel workflow is
-    /// refused. Otherwise as [`Policy::evaluate`].
+    /// Decides for `workflow` on `resource`: for the channel workflows and for
+    /// `protected_metadata`, a configured channel's rules and models apply (and a channel
+    /// configured for the other channel workflow is refused). Otherwise as
+    /// [`Policy::evaluate`].
     pub fn evaluate_for(&self, claims: &Claims, workflow: Workflow, resource: &str) -> Decision {
         let channel_workflow = matches!(
             workflow,
             Workflow::ReleaseChannel | Workflow::SensitiveChannel
         );
-        match self.channels.get(resource).filter(|_| channel_workflow) {
+        // A configured channel's metadata asks what joining it asks: its rules and models.
+        let applies = channel_workflow || workflow == Workflow::ProtectedMetadata;
+        match self.channels.get(resource).filter(|_| applies) {
             None => self.evaluate(claims, workflow),
-            Some(c) if c.workflow != workflow => Decision {
+            Some(c) if channel_workflow && c.workflow != workflow => Decision {
                 eligible: false,
                 reasons: vec![ReasonCode::EligibilityFailure],
                 policy_hash: self.hash.clone(),

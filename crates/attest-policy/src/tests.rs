@@ -448,6 +448,26 @@ min_security_level = "strongbox"
             .reasons,
         [R::EligibilityFailure]
     );
+    // A configured channel's metadata asks what joining it asks (its rules, its models).
+    assert_eq!(
+        p.evaluate_for(&c, Workflow::ProtectedMetadata, "beta")
+            .reasons,
+        [R::IneligibleBuild, R::PatchLevelTooOld]
+    );
+    assert_eq!(
+        p.evaluate_for(&c, Workflow::ProtectedMetadata, "vault")
+            .reasons,
+        [R::EligibilityFailure]
+    );
+    assert!(
+        p.evaluate_for(&other, Workflow::ProtectedMetadata, "phones")
+            .reasons
+            .contains(&R::UnsupportedDevice)
+    );
+    assert!(
+        p.evaluate_for(&c, Workflow::ProtectedMetadata, "unconfigured")
+            .eligible
+    );
     // Other workflows ignore channels even when the resource has a channel's name.
     assert!(
         p.evaluate_for(&c, Workflow::PrivateArtifact, "beta")

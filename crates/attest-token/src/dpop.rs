@@ -81,8 +81,7 @@ fn part(s: Option<&str>) -> Result<&str, DpopError> {
 
 fn json_part(s: &str) -> Result<Value, DpopError> {
     b64url_decode(s)
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .filter(Value::is_object)
+        .and_then(|b| crate::strict_json::object(&b))
         .ok_or(DpopError::Malformed("a part is not base64url JSON"))
 }
 
@@ -392,6 +391,32 @@ mod tests {
         let mut c = claims();
         c["htu"] = json!(format!("{URL}?x=1"));
         assert!(check_dpop(&proof(&key, header(&key), &c), &expect()).is_ok());
+    }
+
+    #[test]
+    fn duplicate_members_are_refused() {
+        // Signed bytes whose claims name htu twice: we would read the last, another parser the
+        // first. Refused, whichever one is ours.
+        let key = Key::ec();
+        let h = b64url(header(&key).to_string().as_bytes());
+        let c = claims().to_string();
+        let dup = c.replacen("{", "{\"htu\":\"https://elsewhere.example/x\",", 1);
+        let input = format!("{h}.{}", b64url(dup.as_bytes()));
+        let p = format!("{input}.{}", b64url(&key.sign(input.as_bytes())));
+        assert!(matches!(
+            check_dpop(&p, &expect()),
+            Err(DpopError::Malformed(_))
+        ));
+        // The same in the header.
+        let hdr = header(&key)
+            .to_string()
+            .replacen("{", "{\"typ\":\"other\",", 1);
+        let input = format!("{}.{}", b64url(hdr.as_bytes()), b64url(c.as_bytes()));
+        let p = format!("{input}.{}", b64url(&key.sign(input.as_bytes())));
+        assert!(matches!(
+            check_dpop(&p, &expect()),
+            Err(DpopError::Malformed(_))
+        ));
     }
 
     #[test]

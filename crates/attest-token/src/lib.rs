@@ -10,6 +10,7 @@
 mod dpop;
 mod proof;
 pub mod relying_party;
+mod strict_json;
 
 pub use proof::{proof_message, proof_message_v2};
 
@@ -223,7 +224,7 @@ pub fn verify_typed(
         .split('.')
         .next()
         .and_then(b64url_decode)
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| strict_json::object(&b))
         .ok_or(TokenError::Malformed)?;
     if header.get("typ").and_then(Value::as_str) != Some(typ) {
         return Err(TokenError::Malformed);
@@ -246,7 +247,7 @@ pub fn verify(token: &str, jwks: &Value, now: UnixTime) -> Result<Value, TokenEr
         return Err(TokenError::Malformed);
     };
     let header: Value = b64url_decode(h)
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| strict_json::object(&b))
         .ok_or(TokenError::Malformed)?;
     if header.get("alg").and_then(Value::as_str) != Some("ES256") {
         return Err(TokenError::BadSignature);
@@ -280,7 +281,7 @@ pub fn verify(token: &str, jwks: &Value, now: UnixTime) -> Result<Value, TokenEr
         .verify(format!("{h}.{p}").as_bytes(), &sig)
         .map_err(|_| TokenError::BadSignature)?;
     let claims: Value = b64url_decode(p)
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .and_then(|b| strict_json::object(&b))
         .ok_or(TokenError::Malformed)?;
     let t = now.as_secs();
     let int = |name: &str| claims.get(name).and_then(Value::as_i64);

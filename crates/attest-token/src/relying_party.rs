@@ -79,7 +79,12 @@ fn invalid_token(e: impl std::fmt::Display) -> GateFailure {
 pub fn check_gated(jwks: &Value, r: &GatedRequest<'_>) -> Result<Admitted, GateFailure> {
     let token = r
         .authorization
-        .and_then(|a| a.strip_prefix("DPoP "))
+        // The scheme name is case-insensitive (RFC 9110 11.1).
+        .and_then(|a| {
+            a.get(..5)
+                .filter(|p| p.eq_ignore_ascii_case("dpop "))
+                .and_then(|_| a.get(5..))
+        })
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| invalid_token("expected Authorization: DPoP <token>"))?;

@@ -381,6 +381,14 @@ impl Config {
                 )));
             }
         }
+        if behind_tls_proxy && ota_dir.is_some() && public_url.is_none() {
+            // Behind a proxy the Host header is whatever reached the proxy: DPoP proofs must
+            // name the one URL devices use, not one a client picks.
+            return Err(CliError(
+                "the OTA gate behind a TLS proxy needs public_url (the https:// URL devices use)"
+                    .into(),
+            ));
+        }
         let mut test_trust_roots = file.test_trust_roots.unwrap_or_default();
         test_trust_roots.extend(args.test_trust_roots.iter().cloned());
         Ok(Config {

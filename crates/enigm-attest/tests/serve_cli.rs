@@ -214,6 +214,9 @@ fn refuses_bad_configuration_before_starting() {
             "k.pem",
             "--behind-tls-proxy",
         ],
+        // Behind a proxy the gate needs the URL devices use (public_url).
+        vec!["serve", "--behind-tls-proxy", "--ota-dir", "."],
+        vec!["serve", "--database-url", "mysql://x/y"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
             .args(&args)
@@ -224,7 +227,11 @@ fn refuses_bad_configuration_before_starting() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(!out.stderr.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.is_empty());
+        if args.contains(&"--ota-dir") {
+            assert!(err.contains("public_url"), "{err}");
+        }
     }
     let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
         .args(["serve"])
