@@ -650,9 +650,27 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// The replicas sharing this database and the policy hashes they enforce; `consistent` when
+/// every one enforces `own`.
+fn fleet_json(fleet: &[(String, String)], own: &str) -> Value {
+    let mut hashes: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (_, h) in fleet {
+        *hashes.entry(h.as_str()).or_default() += 1;
+    }
+    json!({
+        "replicas": fleet.len(),
+        "policy_hashes": hashes,
+        "consistent": hashes.keys().all(|h| *h == own),
+    })
+}
+
 async fn readyz(State(state): State<AppState>) -> Response {
     let trust = state.service.trust();
     let db = state.service.store().ping().await;
+    let fleet = match db {
+        Ok(()) => state.service.fleet().await.ok(),
+        Err(_) => None,
+    };
     let body = json!({
         "status": if db.is_ok() { "ready" } else { "unavailable" },
         "database": if db.is_ok() { "ok" } else { "unreachable" },
@@ -664,6 +682,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "test_only_trust": *state.test_trust,
         "transport_binding": state.transport_binding,
         "ota_gate": state.ota_dir.is_some(),
+        "replica": state.service.replica_id(),
+        "fleet": fleet.as_deref().map(|f| fleet_json(f, trust.policy.hash())),
     });
     let status = if db.is_ok() {
         StatusCode::OK
@@ -690,6 +710,14 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     let r = state.service.revocation_report();
     metrics::render_revocation(&mut text, &r);
+    let trust = state.service.trust();
+    let fleet = state.service.fleet().await.ok();
+    metrics::render_fleet(
+        &mut text,
+        state.service.replica_id(),
+        trust.policy.hash(),
+        fleet.as_deref(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -829,7 +857,13 @@ async fn admin_reload(State(state): State<AppState>) -> Result<Json<Value>, ApiE
             tracing::warn!(error = %e, "policy reload failed; the previous policy stays in force");
         })?;
     tracing::warn!(policy_hash = %hash, "policy reloaded");
-    Ok(Json(json!({"policy_hash": hash})))
+    // Tell the fleet at once, not at the next heartbeat.
+    if let Err(e) = state.service.heartbeat().await {
+        tracing::warn!(error = %e, "heartbeat after reload failed");
+    }
+    Ok(Json(
+        json!({"policy_hash": hash, "replica": state.service.replica_id()}),
+    ))
 }
 
 async fn admin_status_list(

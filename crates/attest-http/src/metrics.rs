@@ -213,3 +213,39 @@ mod tests {
         );
     }
 }
+
+/// The policy this replica enforces, and how many distinct policies the replicas sharing its
+/// database enforce (more than 1: a reload or rollout has not reached every replica).
+pub fn render_fleet(
+    out: &mut String,
+    replica: &str,
+    policy_hash: &str,
+    fleet: Option<&[(String, String)]>,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP enigm_attest_policy_info The policy hash this replica enforces (value 1)."
+    );
+    let _ = writeln!(out, "# TYPE enigm_attest_policy_info gauge");
+    let _ = writeln!(
+        out,
+        "enigm_attest_policy_info{{replica=\"{replica}\",policy_hash=\"{policy_hash}\"}} 1"
+    );
+    let Some(fleet) = fleet else {
+        return;
+    };
+    let distinct: std::collections::BTreeSet<&str> =
+        fleet.iter().map(|(_, h)| h.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "# HELP enigm_attest_fleet_replicas Replicas heard from in the last 30 s on this database."
+    );
+    let _ = writeln!(out, "# TYPE enigm_attest_fleet_replicas gauge");
+    let _ = writeln!(out, "enigm_attest_fleet_replicas {}", fleet.len());
+    let _ = writeln!(
+        out,
+        "# HELP enigm_attest_fleet_policy_hashes Distinct policy hashes enforced by those replicas (alert above 1)."
+    );
+    let _ = writeln!(out, "# TYPE enigm_attest_fleet_policy_hashes gauge");
+    let _ = writeln!(out, "enigm_attest_fleet_policy_hashes {}", distinct.len());
+}

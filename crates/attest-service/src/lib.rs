@@ -321,6 +321,9 @@ pub struct Service {
     dpop_nonces: attest_token::DpopNonces,
     config: ServiceConfig,
     clock: Arc<dyn Clock>,
+    /// Random per process: how this replica names itself in the fleet table.
+    replica_id: String,
+    started_at: UnixTime,
 }
 
 impl std::fmt::Debug for Service {
@@ -425,6 +428,14 @@ impl Service {
                 gate::DPOP_WINDOW_SECS,
             ),
             config,
+            replica_id: {
+                let mut b = [0u8; 6];
+                // Randomness failing here leaves a fixed id; heartbeats still work, the fleet
+                // view merely merges such replicas.
+                let _ = rand::fill(&mut b);
+                format!("r-{}", attest_core::hex::encode(&b))
+            },
+            started_at: clock.now(),
             clock,
         }
     }
@@ -1097,27 +1108,72 @@ impl Service {
     }
 
     /// Purges outcomes older than the retention period, expired challenges and DPoP proof ids
-    /// past their window (in batches of 10,000). Returns (outcomes, challenges + proof ids).
+    /// past their window, in batches of [`PURGE_BATCH`] rows (each batch a short statement, so
+    /// requests are not held behind one long delete). Returns (outcomes, challenges + proof ids).
     pub async fn purge(&self) -> Result<(u64, u64), ServiceError> {
         let now = self.clock.now();
         let mut jtis = 0;
         loop {
-            let n = self.store.purge_jtis(now, 10_000).await?;
+            let n = self.store.purge_jtis(now, PURGE_BATCH).await?;
             jtis += n;
-            if n < 10_000 {
+            if n < PURGE_BATCH.unsigned_abs() {
                 break;
             }
         }
-        let (o, c) = self
-            .store
-            .purge(
-                now.saturating_add_secs(-self.config.outcome_retention_secs),
+        let (mut outcomes, mut challenges) = (0, 0);
+        loop {
+            let (o, c) = self
+                .store
+                .purge(
+                    now.saturating_add_secs(-self.config.outcome_retention_secs),
+                    now,
+                    PURGE_BATCH,
+                )
+                .await?;
+            outcomes += o;
+            challenges += c;
+            if o < PURGE_BATCH.unsigned_abs() && c < PURGE_BATCH.unsigned_abs() {
+                break;
+            }
+        }
+        Ok((outcomes, challenges + jtis))
+    }
+
+    /// This process's replica id (random per start).
+    pub fn replica_id(&self) -> &str {
+        &self.replica_id
+    }
+
+    /// Records in the database that this replica is alive and which policy it enforces.
+    pub async fn heartbeat(&self) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        let hash = self.trust().policy.hash().to_owned();
+        self.store
+            .heartbeat(
+                &self.replica_id,
+                &hash,
+                self.started_at,
                 now,
+                now.saturating_add_secs(-86_400),
             )
             .await?;
-        Ok((o, c + jtis))
+        Ok(())
+    }
+
+    /// The replicas that said they were alive in the last [`FLEET_WINDOW_SECS`], with the
+    /// policy hash each enforces (this one included once it has sent a heartbeat).
+    pub async fn fleet(&self) -> Result<Vec<(String, String)>, ServiceError> {
+        let since = self.clock.now().saturating_add_secs(-FLEET_WINDOW_SECS);
+        Ok(self.store.replicas(since).await?)
     }
 }
+
+/// Rows deleted per purge statement.
+pub const PURGE_BATCH: i64 = 5_000;
+/// Seconds between heartbeats of a replica.
+pub const HEARTBEAT_SECS: u64 = 10;
+/// A replica not heard from for this long is not counted in the fleet.
+pub const FLEET_WINDOW_SECS: i64 = 30;
 
 /// AR4SI trustworthiness claims for a set of reasons (2 affirming, 96/97 contraindicated).
 fn trust_vector(reasons: &[ReasonCode]) -> Value {

@@ -224,11 +224,13 @@ pub struct Store {
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, include_str!("../migrations/sqlite/0002_ota_gate.sql")),
+    (3, include_str!("../migrations/sqlite/0003_replicas.sql")),
 ];
 
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_initial.sql")),
     (2, include_str!("../migrations/postgres/0002_ota_gate.sql")),
+    (3, include_str!("../migrations/postgres/0003_replicas.sql")),
 ];
 
 /// The advisory lock key replicas take while migrating, so that replicas started together
@@ -575,22 +577,67 @@ impl Store {
             .collect())
     }
 
-    /// Deletes outcomes older than `outcomes_before` and challenges that expired before
-    /// `challenges_before`; returns how many of each.
+    /// Deletes at most `limit` outcomes older than `outcomes_before` and at most `limit`
+    /// challenges that expired before `challenges_before` (bounded, so a purge never holds the
+    /// database for long: call again while it returns `limit`); returns how many of each.
     pub async fn purge(
         &self,
         outcomes_before: UnixTime,
         challenges_before: UnixTime,
+        limit: i64,
     ) -> Result<(u64, u64)> {
-        let o = sqlx::query("DELETE FROM outcomes WHERE created_at < $1")
-            .bind(outcomes_before.as_secs())
-            .execute(&self.pool)
-            .await?;
-        let c = sqlx::query("DELETE FROM challenges WHERE expires_at < $1")
-            .bind(challenges_before.as_secs())
-            .execute(&self.pool)
-            .await?;
+        let o = sqlx::query(
+            "DELETE FROM outcomes WHERE id IN (SELECT id FROM outcomes WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        )
+        .bind(outcomes_before.as_secs())
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        let c = sqlx::query(
+            "DELETE FROM challenges WHERE id IN (SELECT id FROM challenges WHERE expires_at < $1 LIMIT $2)",
+        )
+        .bind(challenges_before.as_secs())
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
         Ok((o.rows_affected(), c.rows_affected()))
+    }
+
+    /// Says this replica is alive and enforces `policy_hash` (and drops replicas not seen since
+    /// `forget_before`).
+    pub async fn heartbeat(
+        &self,
+        replica: &str,
+        policy_hash: &str,
+        started_at: UnixTime,
+        at: UnixTime,
+        forget_before: UnixTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO replicas (id, policy_hash, started_at, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET policy_hash = excluded.policy_hash, seen_at = excluded.seen_at",
+        )
+        .bind(replica)
+        .bind(policy_hash)
+        .bind(started_at.as_secs())
+        .bind(at.as_secs())
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM replicas WHERE seen_at < $1")
+            .bind(forget_before.as_secs())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The replicas seen since `since`: (id, policy hash), by id.
+    pub async fn replicas(&self, since: UnixTime) -> Result<Vec<(String, String)>> {
+        sqlx::query("SELECT id, policy_hash FROM replicas WHERE seen_at >= $1 ORDER BY id")
+            .bind(since.as_secs())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((get(r, "id")?, get(r, "policy_hash")?)))
+            .collect()
     }
 
     /// Records a DPoP proof id until `expires_at`; `false` when it was already seen (a replay).

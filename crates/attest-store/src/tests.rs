@@ -61,7 +61,57 @@ conformance!(
     a_dpop_proof_id_is_spent_once_and_purged_in_batches,
     registrations_and_channels,
     absent_values_round_trip,
+    purges_are_bounded_batches,
+    replicas_report_their_policy,
 );
+
+async fn purges_are_bounded_batches(store: Store) {
+    for i in 0..7 {
+        store
+            .record(&outcome(None, "registration", "eligible", &[], i), None)
+            .await
+            .unwrap();
+        store
+            .insert_challenge(&challenge(&format!("c{i}"), i))
+            .await
+            .unwrap();
+    }
+    let t = UnixTime::from_secs(100);
+    assert_eq!(store.purge(t, t, 3).await.unwrap(), (3, 3));
+    assert_eq!(store.purge(t, t, 3).await.unwrap(), (3, 3));
+    assert_eq!(store.purge(t, t, 3).await.unwrap(), (1, 1));
+    assert_eq!(store.purge(t, t, 3).await.unwrap(), (0, 0));
+}
+
+async fn replicas_report_their_policy(store: Store) {
+    let at = UnixTime::from_secs;
+    store
+        .heartbeat("r-a", "h1", at(0), at(10), at(0))
+        .await
+        .unwrap();
+    store
+        .heartbeat("r-b", "h2", at(5), at(12), at(0))
+        .await
+        .unwrap();
+    store
+        .heartbeat("r-a", "h3", at(0), at(20), at(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.replicas(at(11)).await.unwrap(),
+        vec![
+            ("r-a".to_owned(), "h3".to_owned()),
+            ("r-b".to_owned(), "h2".to_owned())
+        ]
+    );
+    assert_eq!(store.replicas(at(15)).await.unwrap().len(), 1);
+    // Replicas gone for long are forgotten.
+    store
+        .heartbeat("r-c", "h1", at(30), at(40), at(15))
+        .await
+        .unwrap();
+    assert_eq!(store.replicas(at(0)).await.unwrap().len(), 2);
+}
 
 fn challenge(id: &str, expires: i64) -> ChallengeRecord {
     ChallengeRecord {
@@ -304,7 +354,7 @@ async fn counts_split_reasons_and_purge_respects_retention(store: Store) {
     );
     assert_eq!(
         store
-            .purge(UnixTime::from_secs(15), UnixTime::from_secs(100))
+            .purge(UnixTime::from_secs(15), UnixTime::from_secs(100), 100)
             .await
             .unwrap(),
         (1, 1)

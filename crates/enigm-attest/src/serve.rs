@@ -690,15 +690,34 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
     }
     tokio::spawn(fetcher.run());
 
-    // Retention: purge old outcomes and expired challenges hourly.
+    // Retention: every minute, expired challenges and DPoP proof ids and outcomes past their
+    // retention go, in bounded batches (tables stay about one minute of traffic deep).
     let purger = Arc::clone(&service);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tick.tick().await;
             match purger.purge().await {
-                Ok((o, c)) => tracing::info!(outcomes = o, challenges = c, "retention purge"),
+                Ok((0, 0)) => {}
+                Ok((o, c)) => tracing::info!(
+                    outcomes = o,
+                    challenges_and_proof_ids = c,
+                    "retention purge"
+                ),
                 Err(e) => tracing::error!(error = %e, "retention purge failed"),
+            }
+        }
+    });
+    // The fleet view: this replica and the policy it enforces, in the shared database.
+    let beater = Arc::clone(&service);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(
+            attest_service::HEARTBEAT_SECS,
+        ));
+        loop {
+            tick.tick().await;
+            if let Err(e) = beater.heartbeat().await {
+                tracing::warn!(error = %e, "heartbeat failed");
             }
         }
     });

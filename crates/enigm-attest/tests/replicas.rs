@@ -229,3 +229,73 @@ async fn proofs_and_device_state_are_shared_by_the_replicas() {
     drop(replicas);
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// Each replica reports the policy it enforces into the shared database; a replica started on
+/// another policy (a reload or rollout that has not reached every replica) is visible from any
+/// replica's `/readyz` and `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_on_another_policy_is_visible_from_every_replica() {
+    let Some((replicas, root, url)) = three_with_url("fleet").await else {
+        return;
+    };
+    let ready = |r: &Replica| {
+        let e = r.endpoint();
+        async move {
+            e.connect()
+                .await
+                .unwrap()
+                .send("GET", "/readyz", &[], b"", 1 << 20)
+                .await
+                .unwrap()
+                .json()
+        }
+    };
+    let r = ready(&replicas[0]).await;
+    assert_eq!(
+        (&r["fleet"]["replicas"], &r["fleet"]["consistent"]),
+        (&json!(3), &json!(true)),
+        "{r}"
+    );
+    // A fourth replica with another policy.
+    let policy = root.join("other-policy.toml");
+    std::fs::write(
+        &policy,
+        format!("{}\n# another revision\n", attest_policy::BUILTIN_POLICY),
+    )
+    .unwrap();
+    common::share_secrets(&root.join("a"), &root.join("d"));
+    let d = common::start_args(
+        common::free_port(),
+        Some(&url),
+        &root.join("d"),
+        &root.join("ota"),
+        &["--policy", policy.to_str().unwrap()],
+    )
+    .await;
+    for r in replicas.iter().chain(std::iter::once(&d)) {
+        let v = ready(r).await;
+        assert_eq!(v["fleet"]["replicas"], json!(4), "{v}");
+        assert_eq!(v["fleet"]["consistent"], json!(false), "{v}");
+        assert_eq!(
+            v["fleet"]["policy_hashes"].as_object().unwrap().len(),
+            2,
+            "{v}"
+        );
+    }
+    let metrics = replicas[1]
+        .endpoint()
+        .connect()
+        .await
+        .unwrap()
+        .send("GET", "/metrics", &[], b"", 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("enigm_attest_fleet_policy_hashes 2"),
+        "{text}"
+    );
+    drop(d);
+    drop(replicas);
+    let _ = std::fs::remove_dir_all(root);
+}

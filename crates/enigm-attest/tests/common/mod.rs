@@ -68,6 +68,17 @@ pub async fn start(database_url: Option<&str>, dir: &Path, ota: &Path) -> Replic
 
 /// [`start`] on a given port (a restart where the last one ran).
 pub async fn start_on(port: u16, database_url: Option<&str>, dir: &Path, ota: &Path) -> Replica {
+    start_args(port, database_url, dir, ota, &[]).await
+}
+
+/// [`start_on`] with more `serve` arguments.
+pub async fn start_args(
+    port: u16,
+    database_url: Option<&str>,
+    dir: &Path,
+    ota: &Path,
+    extra: &[&str],
+) -> Replica {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_enigm-attest"));
     cmd.args(["serve", "--test-trust-simulator", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
@@ -89,6 +100,7 @@ pub async fn start_on(port: u16, database_url: Option<&str>, dir: &Path, ota: &P
     if let Some(url) = database_url {
         cmd.args(["--database-url", url]);
     }
+    cmd.args(extra);
     let child = cmd.spawn().unwrap();
     let replica = Replica { child, port };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -131,6 +143,12 @@ pub fn ota_dir(dir: &Path) -> PathBuf {
 
 /// Three replicas on one fresh database; `None` without a PostgreSQL server (outside CI).
 pub async fn three(tag: &str) -> Option<(Vec<Replica>, PathBuf)> {
+    let (replicas, root, _) = three_with_url(tag).await?;
+    Some((replicas, root))
+}
+
+/// [`three`], and the database URL they share.
+pub async fn three_with_url(tag: &str) -> Option<(Vec<Replica>, PathBuf, String)> {
     let url = fresh_postgres_database(tag).await?;
     let root = fresh_dir(tag);
     let ota = ota_dir(&root);
@@ -139,7 +157,7 @@ pub async fn three(tag: &str) -> Option<(Vec<Replica>, PathBuf)> {
     share_secrets(&root.join("a"), &root.join("c"));
     let b = start(Some(&url), &root.join("b"), &ota).await;
     let c = start(Some(&url), &root.join("c"), &ota).await;
-    Some((vec![a, b, c], root))
+    Some((vec![a, b, c], root, url))
 }
 
 /// DER certificates as the attestation request carries them.
