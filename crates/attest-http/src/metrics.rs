@@ -186,34 +186,6 @@ pub fn render_revocation(out: &mut String, r: &attest_service::RevocationReport)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_counters_and_cumulative_buckets() {
-        let m = Metrics::default();
-        m.count_decision("enrollment", "eligible", &[]);
-        m.count_decision(
-            "registration",
-            "ineligible",
-            &["downgrade", "ineligible_build"],
-        );
-        m.observe_latency("/v1/attestations", 0.003);
-        m.observe_latency("/v1/attestations", 0.3);
-        let text = m.render();
-        assert!(text.contains("enigm_attest_decisions_total{workflow=\"enrollment\",decision=\"eligible\",reason=\"none\"} 1"));
-        assert!(text.contains("reason=\"downgrade\"} 1"));
-        assert!(text.contains("route=\"/v1/attestations\",le=\"0.005\"} 1"));
-        assert!(text.contains("route=\"/v1/attestations\",le=\"0.5\"} 2"));
-        assert!(
-            text.contains(
-                "enigm_attest_request_duration_seconds_count{route=\"/v1/attestations\"} 2"
-            )
-        );
-    }
-}
-
 /// The policy this replica enforces, and how many distinct policies the replicas sharing its
 /// database enforce (more than 1: a reload or rollout has not reached every replica).
 pub fn render_fleet(
@@ -248,4 +220,32 @@ pub fn render_fleet(
     );
     let _ = writeln!(out, "# TYPE enigm_attest_fleet_policy_hashes gauge");
     let _ = writeln!(out, "enigm_attest_fleet_policy_hashes {}", distinct.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.count_decision("enrollment", "eligible", &[]);
+        m.count_decision(
+            "registration",
+            "ineligible",
+            &["downgrade", "ineligible_build"],
+        );
+        m.observe_latency("/v1/attestations", 0.003);
+        m.observe_latency("/v1/attestations", 0.3);
+        let text = m.render();
+        assert!(text.contains("enigm_attest_decisions_total{workflow=\"enrollment\",decision=\"eligible\",reason=\"none\"} 1"));
+        assert!(text.contains("reason=\"downgrade\"} 1"));
+        assert!(text.contains("route=\"/v1/attestations\",le=\"0.005\"} 1"));
+        assert!(text.contains("route=\"/v1/attestations\",le=\"0.5\"} 2"));
+        assert!(
+            text.contains(
+                "enigm_attest_request_duration_seconds_count{route=\"/v1/attestations\"} 2"
+            )
+        );
+    }
 }
