@@ -708,7 +708,11 @@ async fn serve(cfg: Config) -> Result<(), CliError> {
             }
         }
     });
-    // The fleet view: this replica and the policy it enforces, in the shared database.
+    // The fleet view: this replica and the policy it enforces, in the shared database; the
+    // first heartbeat before serving, so a replica that answers /readyz is in the fleet.
+    if let Err(e) = service.heartbeat().await {
+        tracing::warn!(error = %e, "heartbeat failed");
+    }
     let beater = Arc::clone(&service);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(
