@@ -587,6 +587,29 @@ pub struct DeviceClient {
     tokens: HashMap<(String, String), String>,
     clock: Arc<dyn Clock>,
     max_body: usize,
+    observer: Option<Observer>,
+}
+
+/// What [`DeviceClient::with_observer`] calls after each request.
+pub type Observer = Arc<dyn Fn(&'static str, Duration, u16) + Send + Sync>;
+
+/// The route template of a request (what metrics and reports group by).
+pub fn route_of(method: &str, path: &str) -> &'static str {
+    let p = path.split('?').next().unwrap_or_default();
+    match (method, p) {
+        ("POST", "/v1/challenges") => "POST /v1/challenges",
+        ("POST", "/v1/attestations") => "POST /v1/attestations",
+        ("POST", "/v1/ota/registrations") => "POST /v1/ota/registrations",
+        ("POST", "/v1/ota/authorizations") => "POST /v1/ota/authorizations",
+        ("GET", p) if p.starts_with("/v1/ota/artifacts/") => "GET /v1/ota/artifacts/{id}",
+        ("GET", p) if p.starts_with("/v1/ota/channels/") && p.ends_with("/metadata") => {
+            "GET /v1/ota/channels/{channel}/metadata"
+        }
+        ("POST", p) if p.starts_with("/v1/ota/channels/") && p.ends_with("/membership") => {
+            "POST /v1/ota/channels/{channel}/membership"
+        }
+        _ => "other",
+    }
 }
 
 impl std::fmt::Debug for DeviceClient {
@@ -610,6 +633,7 @@ impl DeviceClient {
             tokens: HashMap::new(),
             clock: Arc::new(SystemClock),
             max_body: 256 * 1024 * 1024,
+            observer: None,
         }
     }
 
@@ -674,7 +698,31 @@ impl DeviceClient {
     }
 
     async fn post(&mut self, path: &str, body: &Value) -> Result<Reply, ClientError> {
-        self.connection().await?.post_json(path, body).await
+        let started = std::time::Instant::now();
+        let r = self.connection().await?.post_json(path, body).await;
+        self.observe("POST", path, started, &r);
+        r
+    }
+
+    /// Reports one exchange to the observer (route template, time, status; 0 without answer).
+    fn observe(
+        &self,
+        method: &str,
+        path: &str,
+        started: std::time::Instant,
+        r: &Result<Reply, ClientError>,
+    ) {
+        if let Some(o) = &self.observer {
+            let status = r.as_ref().map_or(0, |r| r.status);
+            o(route_of(method, path), started.elapsed(), status);
+        }
+    }
+
+    /// Calls `observer` after every request with its route (e.g.
+    /// `GET /v1/ota/artifacts/{id}`), its duration and its status (0 when no answer came).
+    pub fn with_observer(mut self, observer: Observer) -> DeviceClient {
+        self.observer = Some(observer);
+        self
     }
 
     /// Asks for a challenge; its id and nonce.
@@ -735,8 +783,23 @@ impl DeviceClient {
         workflow: &str,
         resource: &str,
     ) -> Result<Decision, ClientError> {
+        let body = self
+            .attestation_body_with(workflow, resource, |_| {})
+            .await?;
+        self.post_attestation(&body).await
+    }
+
+    /// The attestation request [`DeviceClient::attest`] would send (a new challenge, fresh
+    /// evidence with `change` applied to its KeyDescription, the proof for the current
+    /// connection), without sending it: tests and the load generator replay, relay or alter it.
+    pub async fn attestation_body_with(
+        &mut self,
+        workflow: &str,
+        resource: &str,
+        change: impl FnOnce(&mut crate::keydesc::KeyDescriptionSpec),
+    ) -> Result<Value, ClientError> {
         let (id, nonce) = self.challenge(workflow, resource).await?;
-        let fresh = self.device.attest(&nonce)?;
+        let fresh = self.device.attest_with(&nonce, change)?;
         let handle = self
             .handle()
             .ok_or_else(|| ClientError::Protocol("not enrolled".into()))?
@@ -756,12 +819,12 @@ impl DeviceClient {
         if let Some(e) = &exporter {
             put(&mut body, "tls_exporter", json!(b64url(e)));
         }
-        let reply = self
-            .conn
-            .as_mut()
-            .ok_or_else(|| ClientError::Transport("no connection".into()))?
-            .post_json("/v1/attestations", &body)
-            .await?;
+        Ok(body)
+    }
+
+    /// Sends an attestation request on the current connection; the decision.
+    pub async fn post_attestation(&mut self, body: &Value) -> Result<Decision, ClientError> {
+        let reply = self.post("/v1/attestations", body).await?;
         Decision::from_reply(reply)
     }
 
@@ -826,12 +889,15 @@ impl DeviceClient {
             let mut all = vec![("authorization", format!("DPoP {token}")), ("dpop", proof)];
             all.extend(headers.iter().cloned());
             let max_body = self.max_body;
+            let started = std::time::Instant::now();
             let reply = self
                 .conn
                 .as_mut()
                 .ok_or_else(|| ClientError::Transport("no connection".into()))?
                 .send(method, path, &all, body, max_body)
-                .await?;
+                .await;
+            self.observe(method, path, started, &reply);
+            let reply = reply?;
             if let Some(n) = reply.header("dpop-nonce") {
                 self.dpop_nonce = Some(n.to_owned());
             }

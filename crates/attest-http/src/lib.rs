@@ -69,6 +69,39 @@ pub struct AppState {
     transport_binding: bool,
     ota_dir: Option<std::path::PathBuf>,
     public_url: Option<String>,
+    health: Arc<tokio::sync::Mutex<Option<Health>>>,
+}
+
+/// What `/readyz` and `/metrics` read from the database, at most once a second: a flood of
+/// probes costs one ping and one fleet query a second, not the pool.
+#[derive(Clone)]
+struct Health {
+    at: std::time::Instant,
+    database_ok: bool,
+    fleet: Option<Vec<(String, String)>>,
+}
+
+async fn health(state: &AppState) -> Health {
+    let mut cached = state.health.lock().await;
+    if let Some(h) = cached
+        .as_ref()
+        .filter(|h| h.at.elapsed() < std::time::Duration::from_secs(1))
+    {
+        return h.clone();
+    }
+    let database_ok = state.service.store().ping().await.is_ok();
+    let fleet = if database_ok {
+        state.service.fleet().await.ok()
+    } else {
+        None
+    };
+    let h = Health {
+        at: std::time::Instant::now(),
+        database_ok,
+        fleet,
+    };
+    *cached = Some(h.clone());
+    h
 }
 
 /// Challenges issued per client address: a token bucket of `burst` challenges refilled at
@@ -145,6 +178,7 @@ impl AppState {
             transport_binding: false,
             ota_dir: None,
             public_url: None,
+            health: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 
@@ -472,11 +506,7 @@ fn scan_challenge_id(bytes: &[u8]) -> Option<String> {
     let rest = rest.strip_prefix(b"\"")?;
     let end = rest.iter().position(|b| *b == b'"')?;
     let id = std::str::from_utf8(rest.get(..end)?).ok()?;
-    (id.len() <= attest_service::MAX_CHALLENGE_ID_LEN
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-    .then(|| id.to_owned())
+    attest_service::is_challenge_id(id).then(|| id.to_owned())
 }
 
 async fn attest(
@@ -666,11 +696,8 @@ fn fleet_json(fleet: &[(String, String)], own: &str) -> Value {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let trust = state.service.trust();
-    let db = state.service.store().ping().await;
-    let fleet = match db {
-        Ok(()) => state.service.fleet().await.ok(),
-        Err(_) => None,
-    };
+    let h = health(&state).await;
+    let (db, fleet): (Result<(), ()>, _) = (if h.database_ok { Ok(()) } else { Err(()) }, h.fleet);
     let body = json!({
         "status": if db.is_ok() { "ready" } else { "unavailable" },
         "database": if db.is_ok() { "ok" } else { "unreachable" },
@@ -711,7 +738,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     let r = state.service.revocation_report();
     metrics::render_revocation(&mut text, &r);
     let trust = state.service.trust();
-    let fleet = state.service.fleet().await.ok();
+    let fleet = health(&state).await.fleet;
     metrics::render_fleet(
         &mut text,
         state.service.replica_id(),

@@ -251,14 +251,8 @@ pub(crate) async fn authorize(
         Err(resp) => return *resp,
     };
     // Only a build a channel this device may read now offers.
-    let channels = match readable(
-        &state,
-        &trust.policy,
-        &grant,
-        channels_offering(&dir, &build).await,
-    )
-    .await
-    {
+    let offering = channels_offering(&dir, &build).await;
+    let channels = match readable(&state, &trust.policy, &grant, offering) {
         Ok(c) => c,
         Err(resp) => return resp,
     };
@@ -333,34 +327,22 @@ async fn channels_offering(dir: &Path, name: &str) -> Vec<String> {
 }
 
 /// Of the channels `offering` something, those the device of `grant` may read now; when it
-/// may read none, the refusal (404 when no channel offers it at all).
-async fn readable(
+/// may read none, 404, exactly as when no channel offers it: a device outside a channel does
+/// not learn the names of what the channel holds.
+fn readable(
     state: &AppState,
     policy: &attest_policy::Policy,
     grant: &Grant,
     offering: Vec<String>,
 ) -> Result<Vec<String>, Response> {
-    if offering.is_empty() {
+    let ok: Vec<String> = offering
+        .into_iter()
+        .filter(|c| state.service.channel_access(policy, grant, c).is_ok())
+        .collect();
+    if ok.is_empty() {
         return Err(not_found());
     }
-    let mut first_refusal = None;
-    let mut ok = Vec::new();
-    for c in offering {
-        match state.service.channel_access(policy, grant, &c) {
-            Ok(()) => ok.push(c),
-            Err(e) => {
-                first_refusal.get_or_insert(e);
-            }
-        }
-    }
-    if !ok.is_empty() {
-        return Ok(ok);
-    }
-    Err(match first_refusal {
-        Some(ServiceError::Gate { code, message }) => gate_error(state, code, message),
-        Some(other) => ApiError::from(other).into_response(),
-        None => not_found(),
-    })
+    Ok(ok)
 }
 
 fn not_found() -> Response {
@@ -383,14 +365,14 @@ pub(crate) async fn metadata(
         Ok(d) => d.to_path_buf(),
         Err(e) => return e.into_response(),
     };
-    // One policy snapshot for the whole request. A configured (staged) channel's metadata is
-    // for its members inside its current rollout and models only.
+    // One policy snapshot for the whole request. A channel's metadata is for its members
+    // inside its current rollout and models only; a channel the policy does not configure is
+    // not served.
     let trust = state.service.trust();
-    let staged = trust.policy.channel(&channel).is_some();
     let g = Gated {
         workflow: Workflow::ProtectedMetadata,
         resource: &channel,
-        needs_registration: staged,
+        needs_registration: true,
     };
     let grant = match pass(&state, &method, &uri, &headers, exporter.as_deref(), g).await {
         Ok(g) => g,
@@ -402,7 +384,7 @@ pub(crate) async fn metadata(
     {
         return match e {
             ServiceError::Gate { code, message } => gate_error(&state, code, message),
-            other => ApiError::from(other).into_response(),
+            _ => not_found(),
         };
     }
     let channel_dir = dir.join("channels").join(&channel);
@@ -494,7 +476,7 @@ pub(crate) async fn artifact(
     };
     // Served only through a channel that lists it and that this device may read now.
     let offering = channels_offering(&dir, &id).await;
-    if let Err(resp) = readable(&state, &trust.policy, &grant, offering).await {
+    if let Err(resp) = readable(&state, &trust.policy, &grant, offering) {
         return resp;
     }
     if is_symlink(&dir.join("artifacts")).await {

@@ -142,7 +142,7 @@ async fn start(device: &SoftwareDevice) -> Gate {
         .add_certificate(device.root_cert().to_vec())
         .unwrap();
     let policy_text = format!(
-        "[devices.\"{}\"]\nmodel = \"Enigm Phone 1\"\nboot_states = [\"verified\"]\n\n[application]\npackages = [\"os.enigm.updater\"]\nsignature_digests = [\"{}\"]\n\n[channels.beta]\nrollout_percent = 100\nmodels = [\"Enigm Phone 1\"]\n\n[channels.closed]\nrollout_percent = 0\n\n[channels.vault]\nworkflow = \"sensitive_channel\"\nmin_security_level = \"strongbox\"\n",
+        "[devices.\"{}\"]\nmodel = \"Enigm Phone 1\"\nboot_states = [\"verified\"]\n\n[application]\npackages = [\"os.enigm.updater\"]\nsignature_digests = [\"{}\"]\n\n[channels.stable]\nrollout_percent = 100\n\n[channels.beta]\nrollout_percent = 100\nmodels = [\"Enigm Phone 1\"]\n\n[channels.closed]\nrollout_percent = 0\n\n[channels.vault]\nworkflow = \"sensitive_channel\"\nmin_security_level = \"strongbox\"\n",
         hex(&device.boot_key()),
         hex(&attest_device::keydesc::UPDATER_DIGEST),
     );
@@ -235,6 +235,20 @@ fn dpop(
 }
 
 impl Gate {
+    /// Registers `handle` for `enigm-phone` and makes it a member of `channel` directly in the
+    /// store: setup for tests of other routes (the registration and membership routes have
+    /// their own tests).
+    async fn member_of(&self, handle: &str, channel: &str) {
+        let store = self.service.store();
+        store.register(handle, "enigm-phone", START).await.unwrap();
+        assert!(
+            store
+                .join_channel(handle, "enigm-phone", channel, START)
+                .await
+                .unwrap()
+        );
+    }
+
     async fn post(&self, path: &str, body: &Value) -> Value {
         http(
             self.addr,
@@ -346,6 +360,7 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
     let device = SoftwareDevice::new().unwrap();
     let g = start(&device).await;
     let (handle, kdev) = g.enroll(&device).await;
+    g.member_of(&handle, "stable").await;
     let path = "/v1/ota/artifacts/build-42";
     let token = g
         .token(&device, &kdev, &handle, "private_artifact", "build-42")
@@ -607,17 +622,25 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
         .await;
     assert_eq!(r.code().as_deref(), Some("insufficient_scope"));
 
-    // Update authorization needs a registration.
-    let auth_token = g
-        .token(&device, &kdev, &handle, "update_authorization", "build-42")
+    // Update authorization needs a registration: a second enrollment (a new key, a new
+    // handle) of this hardware is not registered.
+    let (new_handle, new_kdev) = g.enroll(&device).await;
+    let new_token = g
+        .token(
+            &device,
+            &new_kdev,
+            &new_handle,
+            "update_authorization",
+            "build-42",
+        )
         .await;
     let body = json!({"build": "build-42"}).to_string();
     let r = g
         .gated(
-            &kdev,
+            &new_kdev,
             "POST",
             "/v1/ota/authorizations",
-            &auth_token,
+            &new_token,
             Some(body.as_bytes()),
             &[],
         )
@@ -626,6 +649,9 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
         (r.status, r.code().as_deref()),
         (403, Some("not_registered"))
     );
+    let auth_token = g
+        .token(&device, &kdev, &handle, "update_authorization", "build-42")
+        .await;
     let reg_token = g
         .token(&device, &kdev, &handle, "registration", "enigm-phone")
         .await;
@@ -698,7 +724,7 @@ async fn the_gate_admits_only_bound_fresh_scoped_requests() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.json()["channels"], json!(["beta"]));
+    assert_eq!(r.json()["channels"], json!(["beta", "stable"]));
     let r = g
         .gated(&kdev, "GET", meta_path, &beta_meta, None, &[])
         .await;
@@ -911,6 +937,7 @@ async fn a_one_gib_artifact_streams_with_flat_memory_and_resumes() {
         .set_len(1 << 30)
         .unwrap();
     let (handle, kdev) = g.enroll(&device).await;
+    g.member_of(&handle, "stable").await;
     let token = g
         .token(&device, &kdev, &handle, "private_artifact", "big")
         .await;
@@ -1084,14 +1111,26 @@ async fn artifacts_and_builds_follow_the_channels_that_offer_them() {
     // Listed by a configured channel: not for an unregistered device, nor a non-member.
     assert_eq!(
         code(&get("closed-build").await),
-        (403, Some("not_registered".into()))
+        (404, Some("not_found".into()))
     );
     // Listed by no channel: nobody gets it, though the file exists.
     let r = get("unlisted").await;
     assert_eq!(code(&r), (404, Some("not_found".into())));
     assert!(!String::from_utf8_lossy(&r.body).contains("bytes of"));
-    // An unconfigured channel's artifacts are open to every eligible device with the token.
-    assert_eq!(get("build-42").await.status, 200);
+    // Every channel is for its members: build-42 (on stable) too.
+    assert_eq!(
+        code(&get("build-42").await),
+        (404, Some("not_found".into()))
+    );
+    // A folder the policy does not configure is served to nobody, whatever it lists.
+    let ota = g._dir.path().join("ota");
+    std::fs::create_dir_all(ota.join("channels/beta-old")).unwrap();
+    std::fs::write(ota.join("channels/beta-old/releases"), "unlisted\n").unwrap();
+    std::fs::write(ota.join("channels/beta-old/metadata"), "old").unwrap();
+    assert_eq!(
+        code(&get("unlisted").await),
+        (404, Some("not_found".into()))
+    );
 
     let reg = g
         .token(&device, &kdev, &handle, "registration", "enigm-phone")
@@ -1110,11 +1149,11 @@ async fn artifacts_and_builds_follow_the_channels_that_offer_them() {
     assert_eq!(r.status, 201);
     assert_eq!(
         code(&get("beta-build").await),
-        (403, Some("not_in_rollout".into()))
+        (404, Some("not_found".into()))
     );
     assert_eq!(
         code(&authorize("beta-build").await),
-        (403, Some("not_in_rollout".into()))
+        (404, Some("not_found".into()))
     );
     assert_eq!(
         code(&authorize("unlisted").await),
@@ -1150,7 +1189,7 @@ async fn artifacts_and_builds_follow_the_channels_that_offer_them() {
     // Members of a 0% channel do not exist, and the closed channel's build stays closed.
     assert_eq!(
         code(&get("closed-build").await),
-        (403, Some("not_in_rollout".into()))
+        (404, Some("not_found".into()))
     );
 
     // The operator narrows beta to 0%: members that joined before lose it at once.
@@ -1163,11 +1202,11 @@ async fn artifacts_and_builds_follow_the_channels_that_offer_them() {
     g.service.reload_policy().unwrap();
     assert_eq!(
         code(&get("beta-build").await),
-        (403, Some("not_in_rollout".into()))
+        (404, Some("not_found".into()))
     );
     assert_eq!(
         code(&authorize("beta-build").await),
-        (403, Some("not_in_rollout".into()))
+        (404, Some("not_found".into()))
     );
     let meta = g
         .token(&device, &kdev, &handle, "protected_metadata", "beta")
@@ -1183,7 +1222,8 @@ async fn artifacts_and_builds_follow_the_channels_that_offer_them() {
         )
         .await;
     assert_eq!(code(&r), (403, Some("not_in_rollout".into())));
-    // build-42 is still offered by the open stable channel.
+    // build-42 is also offered by stable: a member of stable still gets it.
+    g.member_of(&handle, "stable").await;
     assert_eq!(get("build-42").await.status, 200);
 
     // A FIFO planted in the OTA directory is not opened for reading (which would block).

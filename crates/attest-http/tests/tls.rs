@@ -64,10 +64,7 @@ async fn start_for(devices: &[&SoftwareDevice]) -> Tls {
     std::fs::write(ota.join("artifacts/build-43"), &artifact).unwrap();
     std::fs::create_dir_all(ota.join("channels/stable")).unwrap();
     std::fs::write(ota.join("channels/stable/metadata"), METADATA).unwrap();
-    std::fs::write(ota.join("channels/stable/releases"), "build-43\n").unwrap();
-    // A channel the policy does not stage: open to every eligible device.
-    std::fs::create_dir_all(ota.join("channels/open")).unwrap();
-    std::fs::write(ota.join("channels/open/releases"), "build-42\n").unwrap();
+    std::fs::write(ota.join("channels/stable/releases"), "build-42\nbuild-43\n").unwrap();
     let store = Store::open_sqlite_dir(&dir.path().join("data"))
         .await
         .unwrap();
@@ -225,6 +222,16 @@ async fn proofs_are_bound_to_the_tls_connection() {
     .await;
     assert_eq!((status, &r["decision"]), (200, &json!("eligible")), "{r}");
     let handle = r["device_handle"].as_str().unwrap().to_owned();
+    // A member of the channel offering the artifact (set up in the store: the registration
+    // and membership routes have tests of their own).
+    let store = t.service.store();
+    store.register(&handle, "enigm-os", START).await.unwrap();
+    assert!(
+        store
+            .join_channel(&handle, "enigm-os", "stable", START)
+            .await
+            .unwrap()
+    );
 
     // A gated attestation whose proof covers `exporter_of`'s connection, sent on `carrier`.
     let attempt = |version: u8| {

@@ -165,7 +165,9 @@ impl Service {
             .store
             .spend_jti(
                 &format!("{jkt}.{}", checked.jti),
-                checked.iat.saturating_add_secs(2 * DPOP_WINDOW_SECS),
+                // Kept a window longer than it can be accepted, so replicas whose clocks
+                // differ by up to a window never purge an id another still accepts.
+                checked.iat.saturating_add_secs(3 * DPOP_WINDOW_SECS),
             )
             .await?
         {
@@ -255,10 +257,10 @@ impl Service {
     }
 
     /// Whether the device of `grant` may read what `channel` offers (its metadata, the
-    /// artifacts and builds it lists) under `policy`, now. A channel the policy does not
-    /// configure is open to every device holding a token for the resource; a configured one
-    /// only to its members that are still inside its current rollout and models, so narrowing
-    /// a rollout or a model list acts at once on devices that joined before.
+    /// artifacts and builds it lists) under `policy`, now: only a channel the policy configures
+    /// (a folder the policy does not name is served to nobody, whatever its name or case), and
+    /// only to its members still inside its current rollout and models, so narrowing a rollout
+    /// or a model list acts at once on devices that joined before.
     pub fn channel_access(
         &self,
         policy: &attest_policy::Policy,
@@ -266,7 +268,7 @@ impl Service {
         channel: &str,
     ) -> Result<(), ServiceError> {
         let Some(c) = policy.channel(channel) else {
-            return Ok(());
+            return Err(ServiceError::NotFound(format!("channel {channel}")));
         };
         let Some(registration) = &grant.registration else {
             return Err(refuse(
@@ -296,9 +298,15 @@ impl Service {
             .channel(channel)
             .ok_or_else(|| ServiceError::NotFound(format!("channel {channel}")))?;
         self.admits(c, grant, channel)?;
+        let Some(product) = grant.registration.as_ref().map(|r| r.product.as_str()) else {
+            return Err(refuse(
+                GateCode::NotRegistered,
+                "the device is not registered for updates",
+            ));
+        };
         if !self
             .store
-            .join_channel(&grant.handle, channel, grant.now)
+            .join_channel(&grant.handle, product, channel, grant.now)
             .await?
         {
             return Err(refuse(

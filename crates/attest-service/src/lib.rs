@@ -42,6 +42,16 @@ pub const MAX_RESOURCE_LEN: usize = 128;
 /// Longest challenge id accepted on input (ours are `ch_` and 22 base64url characters).
 pub const MAX_CHALLENGE_ID_LEN: usize = 64;
 
+/// Whether `id` has the shape of a challenge id we issue (`[A-Za-z0-9_-]`, at most
+/// [`MAX_CHALLENGE_ID_LEN`]).
+pub fn is_challenge_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_CHALLENGE_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Writes `bytes` to `path` through a synced temporary file and a rename, so that a crash never
 /// leaves a half-written file where a good one was.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -615,6 +625,14 @@ impl Service {
         &self,
         challenge_id: &str,
     ) -> Result<(ChallengeRecord, Workflow), ServiceError> {
+        // Only ids of the shape we issue reach the database: anything else (a NUL, which
+        // PostgreSQL refuses in text, or megabytes) is simply unknown.
+        if !is_challenge_id(challenge_id) {
+            return Err(refused(
+                ReasonCode::ReplayAttempt,
+                "unknown or already used challenge",
+            ));
+        }
         let challenge = self
             .store
             .consume_challenge(challenge_id)
@@ -871,7 +889,13 @@ impl Service {
         raise: Option<HighWater>,
         key_for_token: Option<&[u8]>,
     ) -> Result<AttestationResponse, ServiceError> {
-        self.record(cx, handle.as_deref(), &reasons, raise).await?;
+        if !self.record(cx, handle.as_deref(), &reasons, raise).await? {
+            // Revoked while this attestation was being decided: no token, and the refusal is
+            // what is recorded.
+            let reasons = vec![ReasonCode::DeviceRevoked];
+            self.record(cx, handle.as_deref(), &reasons, None).await?;
+            return self.respond(cx, handle, reasons, None);
+        }
         self.respond(cx, handle, reasons, key_for_token)
     }
 
@@ -881,12 +905,12 @@ impl Service {
         handle: Option<&str>,
         reasons: &[ReasonCode],
         raise: Option<HighWater>,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<bool, ServiceError> {
         let raise = handle.zip(raise);
-        self.store
+        Ok(self
+            .store
             .record(&outcome(cx, handle, reasons), raise)
-            .await?;
-        Ok(())
+            .await?)
     }
 
     fn respond(

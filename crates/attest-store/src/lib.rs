@@ -354,19 +354,32 @@ impl Store {
         for (version, sql) in migrations {
             let mut tx = self.write_transaction().await?;
             if self.backend == Backend::Postgres {
+                // A migration may take longer than a request's statement; waiting for another
+                // replica's migration is bounded by lock_timeout instead.
+                tx.execute("SET LOCAL statement_timeout = 0").await?;
+                tx.execute("SET LOCAL lock_timeout = '120s'").await?;
                 // Replicas starting together: one migrates, the others wait here and then find
                 // the version applied. DDL is transactional on PostgreSQL.
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
                     .bind(MIGRATION_LOCK)
                     .execute(&mut *tx)
                     .await?;
-                tx.execute(CREATE).await?;
+                // Only when missing: a role that may not create tables still starts once the
+                // schema is in place.
+                let exists =
+                    sqlx::query("SELECT to_regclass('schema_migrations') IS NOT NULL AS e")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if !get::<bool>(&exists, "e")? {
+                    tx.execute(CREATE).await?;
+                }
             }
             let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(*version)
                 .fetch_optional(&mut *tx)
                 .await?;
             if done.is_some() {
+                tx.rollback().await?;
                 continue;
             }
             // Comments are whole lines starting with `--`; statements end with `;`.
@@ -493,21 +506,23 @@ impl Store {
     }
 
     /// Records an outcome, raising the device's high-water marks in the same transaction when
-    /// given (values only ever go up).
+    /// given (values only ever go up). With marks to raise, the device must still be active:
+    /// when it was revoked meanwhile (by another request or replica), nothing is written and
+    /// the answer is `false`; the update's row lock orders it exactly against the revocation.
     pub async fn record(
         &self,
         outcome: &OutcomeRecord,
         raise: Option<(&str, HighWater)>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut tx = self.write_transaction().await?;
         if let Some((handle, hw)) = raise {
-            sqlx::query(
+            let raised = sqlx::query(
                 "UPDATE devices SET \
                  os_version = CASE WHEN $2 > os_version THEN $2 ELSE os_version END, \
                  os_patch_level = CASE WHEN $3 > os_patch_level THEN $3 ELSE os_patch_level END, \
                  vendor_patch_level = CASE WHEN $4 > vendor_patch_level THEN $4 ELSE vendor_patch_level END, \
                  boot_patch_level = CASE WHEN $5 > boot_patch_level THEN $5 ELSE boot_patch_level END, \
-                 updated_at = $6 WHERE handle = $1",
+                 updated_at = $6 WHERE handle = $1 AND status = 'active'",
             )
             .bind(handle)
             .bind(hw.os_version)
@@ -516,11 +531,16 @@ impl Store {
             .bind(hw.boot_patch_level)
             .bind(outcome.created_at.as_secs())
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if raised == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
         }
         insert_outcome(&mut tx, outcome).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Sets a device's status; `false` when no such device.
@@ -723,18 +743,29 @@ impl Store {
         }))
     }
 
-    /// Adds a registered device to a channel (idempotent); `false` when the device is not
-    /// registered (one statement, so a registration changed meanwhile cannot be bypassed).
-    pub async fn join_channel(&self, handle: &str, channel: &str, at: UnixTime) -> Result<bool> {
+    /// Adds a device registered for `product` to a channel (idempotent); `false` when it is
+    /// not registered for that product (one statement, so a product change racing it cannot
+    /// leave a membership behind for the new product).
+    pub async fn join_channel(
+        &self,
+        handle: &str,
+        product: &str,
+        channel: &str,
+        at: UnixTime,
+    ) -> Result<bool> {
         sqlx::query(
-            "INSERT INTO channel_members (handle, channel, joined_at) SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM registrations WHERE handle = $1) ON CONFLICT (handle, channel) DO NOTHING",
+            "INSERT INTO channel_members (handle, channel, joined_at) SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM registrations WHERE handle = $1 AND product = $4) ON CONFLICT (handle, channel) DO NOTHING",
         )
         .bind(handle)
         .bind(channel)
         .bind(at.as_secs())
+        .bind(product)
         .execute(&self.pool)
         .await?;
-        Ok(self.registration(handle).await?.is_some())
+        Ok(self
+            .registration(handle)
+            .await?
+            .is_some_and(|r| r.product == product))
     }
 
     /// Closes the pool (and, for SQLite, checkpoints the WAL).

@@ -299,6 +299,35 @@ async fn high_water_marks_only_rise_and_status_changes(store: Store) {
             .await
             .unwrap()
     );
+    // An eligible outcome racing the revocation: nothing is written, and the caller learns it.
+    let before = store
+        .outcome_counts(UnixTime::from_secs(0), UnixTime::from_secs(1000))
+        .await
+        .unwrap();
+    let higher = HighWater {
+        os_version: 180_000,
+        ..hw
+    };
+    assert!(
+        !store
+            .record(
+                &outcome(Some("dh"), "registration", "eligible", &[], 170),
+                Some(("dh", higher)),
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .outcome_counts(UnixTime::from_secs(0), UnixTime::from_secs(1000))
+            .await
+            .unwrap(),
+        before
+    );
+    assert_eq!(
+        store.device("dh").await.unwrap().unwrap().os_version,
+        170_000
+    );
 }
 
 async fn counts_split_reasons_and_purge_respects_retention(store: Store) {
@@ -461,7 +490,7 @@ async fn registrations_and_channels(store: Store) {
     // Not registered: no membership is written.
     assert!(
         !store
-            .join_channel("dh", "stable", UnixTime::from_secs(5))
+            .join_channel("dh", "enigm-os", "stable", UnixTime::from_secs(5))
             .await
             .unwrap()
     );
@@ -479,15 +508,15 @@ async fn registrations_and_channels(store: Store) {
         }
     );
     store
-        .join_channel("dh", "stable", UnixTime::from_secs(11))
+        .join_channel("dh", "enigm-os", "stable", UnixTime::from_secs(11))
         .await
         .unwrap();
     store
-        .join_channel("dh", "beta", UnixTime::from_secs(12))
+        .join_channel("dh", "enigm-os", "beta", UnixTime::from_secs(12))
         .await
         .unwrap();
     store
-        .join_channel("dh", "beta", UnixTime::from_secs(13))
+        .join_channel("dh", "enigm-os", "beta", UnixTime::from_secs(13))
         .await
         .unwrap();
     // The same product again: channels kept, first registration time kept.
@@ -502,6 +531,13 @@ async fn registrations_and_channels(store: Store) {
             UnixTime::from_secs(10)
         )
     );
+    // A join for another product than the registration's writes nothing.
+    assert!(
+        !store
+            .join_channel("dh", "other", "beta2", UnixTime::from_secs(25))
+            .await
+            .unwrap()
+    );
     // Another product: the old product's channels do not carry over.
     let r = store
         .register("dh", "other", UnixTime::from_secs(30))
@@ -514,7 +550,7 @@ async fn registrations_and_channels(store: Store) {
         .await
         .unwrap();
     store
-        .join_channel("dh2", "stable", UnixTime::from_secs(32))
+        .join_channel("dh2", "enigm-os", "stable", UnixTime::from_secs(32))
         .await
         .unwrap();
     store

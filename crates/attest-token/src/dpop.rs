@@ -183,8 +183,13 @@ pub fn check_dpop(proof: &str, expect: &DpopExpectations<'_>) -> Result<DpopProo
     let claims = json_part(p)?;
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     let jti = text("jti")
-        .filter(|j| !j.is_empty() && j.len() <= MAX_JTI_LEN)
-        .ok_or(DpopError::Malformed("jti missing or too long"))?;
+        // Printable ASCII only: it is stored, and a NUL is not text to PostgreSQL.
+        .filter(|j| {
+            !j.is_empty() && j.len() <= MAX_JTI_LEN && j.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or(DpopError::Malformed(
+            "jti missing, too long or not printable ASCII",
+        ))?;
     if text("htm") != Some(expect.method) {
         return Err(DpopError::WrongRequest("htm"));
     }
@@ -490,7 +495,11 @@ mod tests {
             ),
             (
                 proof(&key, header(&key), &with("jti", json!(""))),
-                DpopError::Malformed("jti missing or too long"),
+                DpopError::Malformed("jti missing, too long or not printable ASCII"),
+            ),
+            (
+                proof(&key, header(&key), &with("jti", json!("a\u{0}b"))),
+                DpopError::Malformed("jti missing, too long or not printable ASCII"),
             ),
         ];
         for (p, want) in cases {

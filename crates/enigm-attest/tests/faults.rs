@@ -159,15 +159,16 @@ async fn serve_killed_during_sqlite_writes_keeps_every_acknowledged_write() {
 struct OwnCluster {
     port: u16,
     dir: std::path::PathBuf,
+    url: String,
 }
 
 impl OwnCluster {
-    fn script(&self, what: &str) {
+    fn script(port: u16, dir: &std::path::Path, what: &str) -> String {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/test-postgres");
         let out = std::process::Command::new(script)
             .arg(what)
-            .env("ENIGM_ATTEST_TEST_PG_PORT", self.port.to_string())
-            .env("ENIGM_ATTEST_TEST_PG_DIR", &self.dir)
+            .env("ENIGM_ATTEST_TEST_PG_PORT", port.to_string())
+            .env("ENIGM_ATTEST_TEST_PG_DIR", dir)
             .output()
             .unwrap();
         assert!(
@@ -175,16 +176,28 @@ impl OwnCluster {
             "test-postgres {what}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8(out.stdout).unwrap()
     }
 
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    fn start() -> OwnCluster {
+        let (port, dir) = (free_port(), fresh_dir("own-pg"));
+        let out = OwnCluster::script(port, &dir, "start");
+        let url = out
+            .lines()
+            .find_map(|l| l.strip_prefix("export ENIGM_ATTEST_TEST_DATABASE_URL="))
+            .unwrap()
+            .to_owned();
+        OwnCluster { port, dir, url }
+    }
+
+    fn run(&self, what: &str) {
+        OwnCluster::script(self.port, &self.dir, what);
     }
 }
 
 impl Drop for OwnCluster {
     fn drop(&mut self) {
-        self.script("stop");
+        self.run("stop");
     }
 }
 
@@ -211,14 +224,10 @@ async fn postgres_stopped_under_load_gives_503_and_service_resumes() {
     if fresh_postgres_database("pg_stop_probe").await.is_none() {
         return;
     }
-    let cluster = OwnCluster {
-        port: free_port(),
-        dir: fresh_dir("own-pg"),
-    };
-    cluster.script("start");
+    let cluster = OwnCluster::start();
     let root = fresh_dir("pg-stop");
     let ota = ota_dir(&root);
-    let url = cluster.url();
+    let url = cluster.url.clone();
     let a = start(Some(&url), &root.join("a"), &ota).await;
     let mut client = attest_device::client::DeviceClient::new(
         a.endpoint(),
@@ -227,7 +236,7 @@ async fn postgres_stopped_under_load_gives_503_and_service_resumes() {
     assert!(client.enroll().await.unwrap().is_eligible());
     let handle = client.handle().unwrap().to_owned();
 
-    cluster.script("halt");
+    cluster.run("halt");
     let challenge = json!({"workflow": "enrollment"});
     let started = Instant::now();
     let (status, body) = status_of(&a, "POST", "/v1/challenges", &challenge).await;
@@ -253,7 +262,7 @@ async fn postgres_stopped_under_load_gives_503_and_service_resumes() {
         other => panic!("{other:?}"),
     }
 
-    cluster.script("resume");
+    cluster.run("resume");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, _) = status_of(&a, "GET", "/readyz", &Value::Null).await;

@@ -92,6 +92,20 @@ async fn a_challenge_raced_on_three_replicas_is_evaluated_once() {
         replays += r;
     }
     assert_eq!((decided, replays), (CHALLENGES, 2 * CHALLENGES));
+    // A challenge id PostgreSQL could not even store (a NUL) is an unknown challenge, not a
+    // storage failure.
+    let r = replicas[0]
+        .endpoint()
+        .connect()
+        .await
+        .unwrap()
+        .post_json(
+            "/v1/attestations",
+            &json!({"challenge_id": "ch_\u{0}x", "certificate_chain": ["AAAA"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code().as_deref(), Some("replay_attempt"), "{}", r.json());
     eprintln!(
         "raced {CHALLENGES} challenges on 3 replicas: {decided} evaluated once, {replays} replay_attempt, 0 double redemptions"
     );
@@ -132,6 +146,8 @@ async fn proofs_and_device_state_are_shared_by_the_replicas() {
     client.set_endpoint(b.endpoint());
     let reg = client.register("enigm-os").await.unwrap();
     assert_eq!(reg["device_handle"], json!(handle));
+    let joined = client.join("open", "release_channel").await.unwrap();
+    assert_eq!(joined["channels"], json!(["open"]));
 
     // The same proof on three replicas at once: one serves, two see a replayed jti.
     let token = client.token("private_artifact", "build-1").await.unwrap();
@@ -250,7 +266,15 @@ async fn a_replica_on_another_policy_is_visible_from_every_replica() {
                 .json()
         }
     };
-    let r = ready(&replicas[0]).await;
+    // Each replica reads the fleet at most once a second.
+    let mut r = ready(&replicas[0]).await;
+    for _ in 0..50 {
+        if r["fleet"]["replicas"] == json!(3) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        r = ready(&replicas[0]).await;
+    }
     assert_eq!(
         (&r["fleet"]["replicas"], &r["fleet"]["consistent"]),
         (&json!(3), &json!(true)),
@@ -273,7 +297,12 @@ async fn a_replica_on_another_policy_is_visible_from_every_replica() {
     )
     .await;
     for r in replicas.iter().chain(std::iter::once(&d)) {
-        let v = ready(r).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut v = ready(r).await;
+        while v["fleet"]["replicas"] != json!(4) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            v = ready(r).await;
+        }
         assert_eq!(v["fleet"]["replicas"], json!(4), "{v}");
         assert_eq!(v["fleet"]["consistent"], json!(false), "{v}");
         assert_eq!(

@@ -101,6 +101,11 @@ pub async fn start_args(
         cmd.args(["--database-url", url]);
     }
     cmd.args(extra);
+    // The replicas' shared policy (written by `ota_dir`), unless the caller gives another.
+    let policy = ota.parent().map(|p| p.join("policy.toml"));
+    if let Some(p) = policy.filter(|p| p.exists() && !extra.contains(&"--policy")) {
+        cmd.arg("--policy").arg(p);
+    }
     let child = cmd.spawn().unwrap();
     let replica = Replica { child, port };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -135,9 +140,17 @@ pub fn ota_dir(dir: &Path) -> PathBuf {
     let ota = dir.join("ota");
     std::fs::create_dir_all(ota.join("artifacts")).unwrap();
     std::fs::write(ota.join("artifacts/build-1"), b"private artifact bytes").unwrap();
-    // Offered by a channel the policy does not stage: open to every eligible device.
+    // Offered by the channel `open`, which every registered device may join.
     std::fs::create_dir_all(ota.join("channels/open")).unwrap();
     std::fs::write(ota.join("channels/open/releases"), "build-1\n").unwrap();
+    std::fs::write(
+        dir.join("policy.toml"),
+        format!(
+            "{}\n[channels.open]\nrollout_percent = 100\n",
+            attest_policy::BUILTIN_POLICY
+        ),
+    )
+    .unwrap();
     ota
 }
 
