@@ -252,9 +252,8 @@ pub(crate) async fn authorize(
     };
     // Only a build a channel this device may read now offers.
     let offering = channels_offering(&dir, &build).await;
-    let channels = match readable(&state, &trust.policy, &grant, offering) {
-        Ok(c) => c,
-        Err(resp) => return resp,
+    let Some(channels) = readable(&state, &trust.policy, &grant, offering) else {
+        return not_found();
     };
     match state.service.authorize_update(&grant, &build, &channels) {
         Ok(jwt) => with_nonce(&state, Json(json!({"authorization": jwt})).into_response()),
@@ -326,23 +325,20 @@ async fn channels_offering(dir: &Path, name: &str) -> Vec<String> {
     out
 }
 
-/// Of the channels `offering` something, those the device of `grant` may read now; when it
-/// may read none, 404, exactly as when no channel offers it: a device outside a channel does
-/// not learn the names of what the channel holds.
+/// Of the channels `offering` something, those the device of `grant` may read now; `None`
+/// when it may read none (answered 404, exactly as when no channel offers it: a device outside
+/// a channel does not learn the names of what the channel holds).
 fn readable(
     state: &AppState,
     policy: &attest_policy::Policy,
     grant: &Grant,
     offering: Vec<String>,
-) -> Result<Vec<String>, Response> {
+) -> Option<Vec<String>> {
     let ok: Vec<String> = offering
         .into_iter()
         .filter(|c| state.service.channel_access(policy, grant, c).is_ok())
         .collect();
-    if ok.is_empty() {
-        return Err(not_found());
-    }
-    Ok(ok)
+    (!ok.is_empty()).then_some(ok)
 }
 
 fn not_found() -> Response {
@@ -476,8 +472,8 @@ pub(crate) async fn artifact(
     };
     // Served only through a channel that lists it and that this device may read now.
     let offering = channels_offering(&dir, &id).await;
-    if let Err(resp) = readable(&state, &trust.policy, &grant, offering) {
-        return resp;
+    if readable(&state, &trust.policy, &grant, offering).is_none() {
+        return not_found();
     }
     if is_symlink(&dir.join("artifacts")).await {
         return not_found();
