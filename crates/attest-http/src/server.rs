@@ -168,6 +168,9 @@ pub async fn serve(
                 continue;
             }
         };
+        // Answers are small and complete: send them at once. Without this, an answer written in
+        // two parts waits for the client's delayed ACK (about 40 ms) on a kept-alive connection.
+        let _ = stream.set_nodelay(true);
         let Some(address_slot) = per_address.take(peer.ip(), limits.max_connections_per_address)
         else {
             tracing::warn!(peer = %peer, max = limits.max_connections_per_address, "per-address connection cap reached; closing a new connection");

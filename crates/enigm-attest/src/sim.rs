@@ -54,24 +54,251 @@ pub struct SimArgs {
     /// Seconds to wait for the service's /readyz before starting.
     #[arg(long = "wait", value_name = "SECONDS", default_value_t = 30)]
     wait_secs: u64,
+    /// Load mode: run the mix for this many seconds (instead of one walk per device).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<u64>,
+    /// Load mode: run this many operations.
+    #[arg(long, value_name = "N")]
+    requests: Option<u64>,
+    /// Load mode: operations at once.
+    #[arg(long, value_name = "C", default_value_t = 4)]
+    concurrency: u32,
+    /// Load mode: the weighted mix, e.g. `enrollment=1,private_artifact=5` [default: every
+    /// workflow the service serves, weight 1].
+    #[arg(long, value_name = "MIX")]
+    mix: Option<String>,
+    /// Load mode: percent of operations done by misbehaving devices (replays, relays on TLS,
+    /// unlocked and downgraded devices, stolen tokens), whose refusals are expected.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0)]
+    misbehave: u32,
+    /// Load mode: the report as JSON on standard output.
+    #[arg(long)]
+    json: bool,
+    /// TEST ONLY: start a local `serve` on a throw-away data directory that trusts the simulator
+    /// root (TLS, an OTA directory, a channel), run against it, stop it. Loudly test-only.
+    #[arg(long, conflicts_with = "server")]
+    spawn_server: bool,
+    /// With --spawn-server: plain HTTP instead of TLS.
+    #[arg(long, requires = "spawn_server")]
+    plain_http: bool,
+    /// With --spawn-server: the database of the spawned server (e.g. postgres://...).
+    #[arg(long, value_name = "URL", requires = "spawn_server")]
+    database_url: Option<String>,
+    /// Load mode: the server's process id, to report its CPU time per attestation.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
 }
 
 /// Runs the devices; `Ok(true)` when every step succeeded.
 pub fn run(args: &SimArgs) -> Result<bool, CliError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let load = args.duration.is_some() || args.requests.is_some();
+    let mut rt = if load {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = rt
         .enable_all()
         .build()
         .map_err(|e| CliError(format!("runtime: {e}")))?;
-    rt.block_on(run_devices(args))
+    let spawned = if args.spawn_server {
+        Some(Spawned::start(args)?)
+    } else {
+        None
+    };
+    let result = rt.block_on(async {
+        if load {
+            run_load(args, spawned.as_ref()).await
+        } else {
+            run_devices(args, spawned.as_ref()).await
+        }
+    });
+    drop(spawned);
+    result
 }
 
-fn endpoint(args: &SimArgs) -> Result<Endpoint, CliError> {
-    let ca = args
-        .tls_ca
+/// A `serve` started by `--spawn-server`, stopped (and its folder removed) when dropped.
+struct Spawned {
+    child: std::process::Child,
+    dir: PathBuf,
+    url: String,
+    ca: Option<PathBuf>,
+}
+
+impl Spawned {
+    fn start(args: &SimArgs) -> Result<Spawned, CliError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let dir =
+            std::env::temp_dir().join(format!("enigm-attest-sim-{}-{nanos}", std::process::id()));
+        let dir = crate::demo::init(&dir)?;
+        let config = dir.join("serve.toml");
+        if args.plain_http {
+            let text = std::fs::read_to_string(&config)
+                .map_err(|e| CliError(format!("{}: {e}", config.display())))?;
+            let kept: String = text
+                .lines()
+                .filter(|l| !l.starts_with("tls_"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(&config, kept)
+                .map_err(|e| CliError(format!("{}: {e}", config.display())))?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| CliError(format!("no free port: {e}")))?
+            .port();
+        let exe = std::env::current_exe().map_err(|e| CliError(format!("this program: {e}")))?;
+        let log = std::fs::File::create(dir.join("serve.log"))
+            .map_err(|e| CliError(format!("serve.log: {e}")))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["serve", "--config"])
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            // One machine drives every device: no per-address limits.
+            .env("ENIGM_ATTEST_CHALLENGES_PER_SEC", "1000000")
+            .env("ENIGM_ATTEST_MAX_CONNECTIONS_PER_ADDRESS", "1000")
+            .env(
+                "ENIGM_ATTEST_REVOCATION_SOURCE",
+                format!("file:{}", dir.join("no-status-list").display()),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        if let Some(url) = &args.database_url {
+            cmd.args(["--database-url", url]);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| CliError(format!("starting serve: {e}")))?;
+        eprintln!(
+            "sim: TEST ONLY: started a local serve (pid {}) on a throw-away folder {} that trusts the simulator root",
+            child.id(),
+            dir.display()
+        );
+        let (url, ca) = if args.plain_http {
+            (format!("http://127.0.0.1:{port}"), None)
+        } else {
+            (
+                format!("https://localhost:{port}"),
+                Some(dir.join("tls/ca.pem")),
+            )
+        };
+        Ok(Spawned {
+            child,
+            dir,
+            url,
+            ca,
+        })
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn run_load(args: &SimArgs, spawned: Option<&Spawned>) -> Result<bool, CliError> {
+    let endpoint = endpoint(args, spawned)?;
+    let ready = wait_ready(&endpoint, Duration::from_secs(args.wait_secs)).await?;
+    let gate = ready.get("ota_gate").and_then(Value::as_bool) == Some(true);
+    let gate_names = if gate {
+        Some(gate_names(args, &endpoint).await?)
+    } else {
+        None
+    };
+    let mix = match &args.mix {
+        Some(m) => crate::load::parse_mix(m)?,
+        None => {
+            let mut m = vec![(crate::load::Op::Enrollment, 1)];
+            for w in Workflow::ALL.iter().skip(1) {
+                // The default channel workflow is the one the channel has.
+                let skip = gate
+                    && ((*w == Workflow::SensitiveChannel
+                        && args.channel_workflow != "sensitive_channel")
+                        || (*w == Workflow::ReleaseChannel
+                            && args.channel_workflow != "release_channel"));
+                if !skip {
+                    m.push((crate::load::Op::Workflow(*w), 1));
+                }
+            }
+            m
+        }
+    };
+    let plan = crate::load::LoadPlan {
+        devices: args.devices,
+        concurrency: args.concurrency,
+        duration: args.duration.map(Duration::from_secs),
+        requests: args.requests,
+        mix,
+        misbehave_percent: args.misbehave.min(100),
+        gate: gate_names,
+        resource: args.resource.clone(),
+        server_pid: args.server_pid.or_else(|| spawned.map(|s| s.child.id())),
+        json: args.json,
+    };
+    let json_out = plan.json;
+    let (report, ok) = crate::load::run(endpoint, plan).await?;
+    if json_out {
+        let _ = writeln!(std::io::stdout(), "{report}");
+    } else {
+        let _ = write!(std::io::stdout(), "{}", crate::load::render(&report));
+    }
+    Ok(ok)
+}
+
+/// The resources the gated operations use: flags, else the channel's metadata (the demo's JSON
+/// names the artifact and build), fetched once by a set-up device.
+async fn gate_names(
+    args: &SimArgs,
+    endpoint: &Endpoint,
+) -> Result<crate::load::GateNames, CliError> {
+    let (artifact, build) = match (&args.artifact, &args.build) {
+        (Some(a), Some(b)) => (a.clone(), b.clone()),
+        _ => {
+            let device = SoftwareDevice::simulated()
+                .map_err(|e| CliError(format!("simulated device: {e}")))?;
+            let mut c = DeviceClient::new(endpoint.clone(), device);
+            let e = |e: ClientError| CliError(format!("reading the channel's metadata: {e}"));
+            c.enroll().await.map_err(e)?;
+            c.register(&args.product).await.map_err(e)?;
+            c.join(&args.channel, &args.channel_workflow)
+                .await
+                .map_err(e)?;
+            let m = manifest(&c.metadata(&args.channel, None).await.map_err(e)?.body);
+            let artifact = args.artifact.clone().or(m.artifact).ok_or_else(|| {
+                CliError(
+                    "no artifact: give --artifact or serve metadata with an \"artifact\" field"
+                        .into(),
+                )
+            })?;
+            let build = args.build.clone().or(m.build).ok_or_else(|| {
+                CliError("no build: give --build or serve metadata with a \"build\" field".into())
+            })?;
+            (artifact, build)
+        }
+    };
+    Ok(crate::load::GateNames {
+        product: args.product.clone(),
+        channel: args.channel.clone(),
+        channel_workflow: args.channel_workflow.clone(),
+        artifact,
+        build,
+    })
+}
+
+fn endpoint(args: &SimArgs, spawned: Option<&Spawned>) -> Result<Endpoint, CliError> {
+    let ca_path = spawned.map_or(args.tls_ca.clone(), |s| s.ca.clone());
+    let ca = ca_path
         .as_deref()
         .map(|p| crate::trust::read_limited(p, 1024 * 1024))
         .transpose()?;
-    Endpoint::new(&args.server, ca.as_deref()).map_err(|e| CliError(e.to_string()))
+    let url = spawned.map_or(args.server.as_str(), |s| s.url.as_str());
+    Endpoint::new(url, ca.as_deref()).map_err(|e| CliError(e.to_string()))
 }
 
 /// Waits (at most `limit`) until the service answers `/readyz` with 200, so that `sim` started
@@ -157,8 +384,8 @@ fn error_json(e: &ClientError) -> serde_json::Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
-async fn run_devices(args: &SimArgs) -> Result<bool, CliError> {
-    let endpoint = endpoint(args)?;
+async fn run_devices(args: &SimArgs, spawned: Option<&Spawned>) -> Result<bool, CliError> {
+    let endpoint = endpoint(args, spawned)?;
     let ready = wait_ready(&endpoint, Duration::from_secs(args.wait_secs)).await?;
     let gate = ready.get("ota_gate").and_then(Value::as_bool) == Some(true);
     let mut tally = Tally::default();
