@@ -1,9 +1,10 @@
 //! Storage: challenges, enrolled devices and outcomes.
 //!
-//! This room owns the schema and every SQL statement. It goes through sqlx's `Any` driver with
-//! portable SQL (`$n` placeholders, `DELETE ... RETURNING`, `BIGINT` columns), so the same code
-//! serves the embedded SQLite default and PostgreSQL; only the DDL differs per backend
-//! (`migrations/<backend>/`); see docs/decisions/0009-storage-through-sqlx-any.md.
+//! This room owns the schema and every SQL statement. The statements are portable (`$n`
+//! placeholders, `DELETE ... RETURNING`, `BIGINT` columns, `sql.rs`) and shared by both engines:
+//! the embedded SQLite default through rusqlite on the calling thread (`sqlite.rs`,
+//! docs/decisions/0018-sqlite-on-the-calling-thread.md) and PostgreSQL through sqlx; only the
+//! DDL differs per engine (`migrations/<engine>/`).
 //!
 //! What is stored (and what is not) is part of the privacy promise: no certificate, serial,
 //! attestation id or raw evidence; pins, handles and policy outcomes only.
@@ -17,12 +18,18 @@ use attest_core::UnixTime;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+mod sql;
+mod sqlite;
+
 /// Storage failures (the database is unreachable, full, or returned something unexpected).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The URL names a database we do not support.
     #[error("unsupported database URL (sqlite:, postgres:// and postgresql:// are supported)")]
     UnsupportedUrl,
@@ -217,8 +224,13 @@ impl Default for StoreOptions {
 /// The store.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: AnyPool,
-    backend: Backend,
+    engine: Engine,
+}
+
+#[derive(Clone, Debug)]
+enum Engine {
+    Sqlite(std::sync::Arc<sqlite::Db>),
+    Postgres(AnyPool),
 }
 
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
@@ -277,161 +289,89 @@ impl Store {
     /// Connects to `sqlite:...`, `postgres://...` or `postgresql://...` and applies pending
     /// migrations.
     pub async fn connect_with(url: &str, opts: StoreOptions) -> Result<Store> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            // sqlite://PATH or sqlite:PATH, with ?mode=rwc to create it.
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let create = query.split('&').any(|kv| kv == "mode=rwc");
+            if path.is_empty() {
+                return Err(StoreError::UnsupportedUrl);
+            }
+            let db = sqlite::Db::open(Path::new(path), create, SQLITE_MIGRATIONS)?;
+            return Ok(Store {
+                engine: Engine::Sqlite(std::sync::Arc::new(db)),
+            });
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(StoreError::UnsupportedUrl);
-        };
+        }
+        sqlx::any::install_default_drivers();
         let statement_timeout_ms = opts.statement_timeout.as_millis();
         let options = AnyConnectOptions::from_str(url)?;
-        if backend == Backend::Sqlite {
-            // One connection first, so a corrupt or foreign file fails at once with SQLite's own
-            // message ("file is not a database") instead of a pool timeout 30 s later.
-            let mut probe =
-                <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await?;
-            probe.execute("SELECT count(*) FROM sqlite_master").await?;
-            sqlx::Connection::close(probe).await?;
-        }
         let pool = AnyPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(opts.acquire_timeout)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    match backend {
-                        Backend::Sqlite => {
-                            // Concurrent writers wait instead of failing; WAL lets readers run
-                            // beside the single writer.
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        }
-                        Backend::Postgres => {
-                            // A stuck statement or a forgotten transaction fails instead of
-                            // holding a connection (and its locks) forever.
-                            conn.execute(
-                                format!("SET statement_timeout = {statement_timeout_ms}").as_str(),
-                            )
-                            .await?;
-                            conn.execute(
-                                format!(
-                                    "SET idle_in_transaction_session_timeout = {}",
-                                    statement_timeout_ms.saturating_mul(2)
-                                )
-                                .as_str(),
-                            )
-                            .await?;
-                        }
-                    }
+                    // A stuck statement or a forgotten transaction fails instead of holding a
+                    // connection (and its locks) forever.
+                    conn.execute(
+                        format!("SET statement_timeout = {statement_timeout_ms}").as_str(),
+                    )
+                    .await?;
+                    conn.execute(
+                        format!(
+                            "SET idle_in_transaction_session_timeout = {}",
+                            statement_timeout_ms.saturating_mul(2)
+                        )
+                        .as_str(),
+                    )
+                    .await?;
                     Ok(())
                 })
             })
             .connect_with(options)
             .await?;
-        if backend == Backend::Sqlite {
-            pool.execute("PRAGMA journal_mode = WAL").await?;
-        }
-        let store = Store { pool, backend };
-        store.migrate().await?;
-        Ok(store)
+        migrate_postgres(&pool).await?;
+        Ok(Store {
+            engine: Engine::Postgres(pool),
+        })
     }
 
     /// The engine in use.
     pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        let migrations = match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS,
-            Backend::Postgres => POSTGRES_MIGRATIONS,
-        };
-        const CREATE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
-        if self.backend == Backend::Sqlite {
-            self.pool.execute(CREATE).await?;
+        match self.engine {
+            Engine::Sqlite(_) => Backend::Sqlite,
+            Engine::Postgres(_) => Backend::Postgres,
         }
-        for (version, sql) in migrations {
-            let mut tx = self.write_transaction().await?;
-            if self.backend == Backend::Postgres {
-                // A migration may take longer than a request's statement; waiting for another
-                // replica's migration is bounded by lock_timeout instead.
-                tx.execute("SET LOCAL statement_timeout = 0").await?;
-                tx.execute("SET LOCAL lock_timeout = '120s'").await?;
-                // Replicas starting together: one migrates, the others wait here and then find
-                // the version applied. DDL is transactional on PostgreSQL.
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(MIGRATION_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
-                // Only when missing: a role that may not create tables still starts once the
-                // schema is in place.
-                let exists =
-                    sqlx::query("SELECT to_regclass('schema_migrations') IS NOT NULL AS e")
-                        .fetch_one(&mut *tx)
-                        .await?;
-                if !get::<bool>(&exists, "e")? {
-                    tx.execute(CREATE).await?;
-                }
-            }
-            let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(*version)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if done.is_some() {
-                tx.rollback().await?;
-                continue;
-            }
-            // Comments are whole lines starting with `--`; statements end with `;`.
-            let code: String = sql
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .map(|l| format!("{l}\n"))
-                .collect();
-            for statement in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                tx.execute(statement).await?;
-            }
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(*version)
-                .bind(0_i64)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-        Ok(())
-    }
-
-    /// Begins a transaction that will write. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later cannot
-    /// wait for a concurrent writer (SQLite reports `database is locked` at once instead of
-    /// deadlocking), while an immediate one queues behind it for up to the busy timeout.
-    async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
     }
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.ping().await,
+            Engine::Postgres(p) => p,
+        };
+        sqlx::query("SELECT 1").fetch_one(pool).await?;
         Ok(())
     }
 
     /// Stores a new challenge.
     pub async fn insert_challenge(&self, c: &ChallengeRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO challenges (id, nonce, workflow, resource, device_handle, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&c.id)
-        .bind(&c.nonce)
-        .bind(&c.workflow)
-        .bind(&c.resource)
-        .bind(&c.device_handle)
-        .bind(c.created_at.as_secs())
-        .bind(c.expires_at.as_secs())
-        .execute(&self.pool)
-        .await?;
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.insert_challenge(c).await,
+            Engine::Postgres(p) => p,
+        };
+        sqlx::query(sql::INSERT_CHALLENGE)
+            .bind(&c.id)
+            .bind(&c.nonce)
+            .bind(&c.workflow)
+            .bind(&c.resource)
+            .bind(&c.device_handle)
+            .bind(c.created_at.as_secs())
+            .bind(c.expires_at.as_secs())
+            .execute(pool)
+            .await?;
         Ok(())
     }
 
@@ -439,12 +379,14 @@ impl Store {
     /// callers with the same id, exactly one gets it. Expired challenges are returned too (and
     /// removed); the caller decides.
     pub async fn consume_challenge(&self, id: &str) -> Result<Option<ChallengeRecord>> {
-        let row = sqlx::query(
-            "DELETE FROM challenges WHERE id = $1 RETURNING id, nonce, workflow, resource, device_handle, created_at, expires_at",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.consume_challenge(id).await,
+            Engine::Postgres(p) => p,
+        };
+        let row = sqlx::query(sql::CONSUME_CHALLENGE)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
         row.map(|row| {
             Ok(ChallengeRecord {
                 id: get(&row, "id")?,
@@ -461,9 +403,13 @@ impl Store {
 
     /// A device by handle.
     pub async fn device(&self, handle: &str) -> Result<Option<DeviceRecord>> {
-        let row = sqlx::query("SELECT * FROM devices WHERE handle = $1")
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.device(handle).await,
+            Engine::Postgres(p) => p,
+        };
+        let row = sqlx::query(sql::DEVICE)
             .bind(handle)
-            .fetch_optional(&self.pool)
+            .fetch_optional(pool)
             .await?;
         row.as_ref().map(device_from_row).transpose()
     }
@@ -476,27 +422,29 @@ impl Store {
         enrolled: &OutcomeRecord,
         refused: &OutcomeRecord,
     ) -> Result<bool> {
-        let mut tx = self.write_transaction().await?;
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.enroll(device, enrolled, refused).await,
+            Engine::Postgres(p) => p,
+        };
+        let mut tx = pool.begin().await?;
         // One statement decides, also between replicas racing on the same key: the row goes in,
         // or the handle or key is taken and nothing changes.
-        let inserted = sqlx::query(
-            "INSERT INTO devices (handle, key_spki, boot_key, security_level, os_version, os_patch_level, vendor_patch_level, boot_patch_level, model, status, enrolled_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
-        )
-        .bind(&device.handle)
-        .bind(&device.key_spki)
-        .bind(&device.boot_key)
-        .bind(device.security_level)
-        .bind(device.os_version)
-        .bind(device.os_patch_level)
-        .bind(device.vendor_patch_level)
-        .bind(device.boot_patch_level)
-        .bind(&device.model)
-        .bind(device.status.as_str())
-        .bind(device.enrolled_at.as_secs())
-        .bind(device.updated_at.as_secs())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let inserted = sqlx::query(sql::INSERT_DEVICE)
+            .bind(&device.handle)
+            .bind(&device.key_spki)
+            .bind(&device.boot_key)
+            .bind(device.security_level)
+            .bind(device.os_version)
+            .bind(device.os_patch_level)
+            .bind(device.vendor_patch_level)
+            .bind(device.boot_patch_level)
+            .bind(&device.model)
+            .bind(device.status.as_str())
+            .bind(device.enrolled_at.as_secs())
+            .bind(device.updated_at.as_secs())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             == 1;
         let exists = !inserted;
         // Exactly one outcome: the enrollment, or its refusal (the key or handle is taken).
@@ -514,25 +462,22 @@ impl Store {
         outcome: &OutcomeRecord,
         raise: Option<(&str, HighWater)>,
     ) -> Result<bool> {
-        let mut tx = self.write_transaction().await?;
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.record(outcome, raise).await,
+            Engine::Postgres(p) => p,
+        };
+        let mut tx = pool.begin().await?;
         if let Some((handle, hw)) = raise {
-            let raised = sqlx::query(
-                "UPDATE devices SET \
-                 os_version = CASE WHEN $2 > os_version THEN $2 ELSE os_version END, \
-                 os_patch_level = CASE WHEN $3 > os_patch_level THEN $3 ELSE os_patch_level END, \
-                 vendor_patch_level = CASE WHEN $4 > vendor_patch_level THEN $4 ELSE vendor_patch_level END, \
-                 boot_patch_level = CASE WHEN $5 > boot_patch_level THEN $5 ELSE boot_patch_level END, \
-                 updated_at = $6 WHERE handle = $1 AND status = 'active'",
-            )
-            .bind(handle)
-            .bind(hw.os_version)
-            .bind(hw.os_patch_level)
-            .bind(hw.vendor_patch_level)
-            .bind(hw.boot_patch_level)
-            .bind(outcome.created_at.as_secs())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let raised = sqlx::query(sql::RAISE_MARKS)
+                .bind(handle)
+                .bind(hw.os_version)
+                .bind(hw.os_patch_level)
+                .bind(hw.vendor_patch_level)
+                .bind(hw.boot_patch_level)
+                .bind(outcome.created_at.as_secs())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             if raised == 0 {
                 tx.rollback().await?;
                 return Ok(false);
@@ -550,11 +495,15 @@ impl Store {
         status: DeviceStatus,
         at: UnixTime,
     ) -> Result<bool> {
-        let done = sqlx::query("UPDATE devices SET status = $2, updated_at = $3 WHERE handle = $1")
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.set_device_status(handle, status.as_str(), at).await,
+            Engine::Postgres(p) => p,
+        };
+        let done = sqlx::query(sql::SET_STATUS)
             .bind(handle)
             .bind(status.as_str())
             .bind(at.as_secs())
-            .execute(&self.pool)
+            .execute(pool)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -562,20 +511,27 @@ impl Store {
     /// Outcome counts by workflow, decision and reason for `from <= created_at < to`. A decision
     /// with several reasons counts once under each.
     pub async fn outcome_counts(&self, from: UnixTime, to: UnixTime) -> Result<Vec<OutcomeCount>> {
-        let rows = sqlx::query(
-            "SELECT workflow, decision, reasons, COUNT(*) AS n FROM outcomes WHERE created_at >= $1 AND created_at < $2 GROUP BY workflow, decision, reasons",
-        )
-        .bind(from.as_secs())
-        .bind(to.as_secs())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String, String, String, i64)> = match &self.engine {
+            Engine::Sqlite(db) => db.outcome_rows(from, to).await?,
+            Engine::Postgres(pool) => sqlx::query(sql::OUTCOME_COUNTS)
+                .bind(from.as_secs())
+                .bind(to.as_secs())
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok((
+                        get(row, "workflow")?,
+                        get(row, "decision")?,
+                        get(row, "reasons")?,
+                        get(row, "n")?,
+                    ))
+                })
+                .collect::<Result<_>>()?,
+        };
         let mut counts: std::collections::BTreeMap<(String, String, String), i64> =
             Default::default();
-        for row in &rows {
-            let workflow: String = get(row, "workflow")?;
-            let decision: String = get(row, "decision")?;
-            let reasons: String = get(row, "reasons")?;
-            let n: i64 = get(row, "n")?;
+        for (workflow, decision, reasons, n) in rows {
             let mut split: Vec<&str> = reasons.split(',').filter(|r| !r.is_empty()).collect();
             if split.is_empty() {
                 split.push("");
@@ -606,20 +562,20 @@ impl Store {
         challenges_before: UnixTime,
         limit: i64,
     ) -> Result<(u64, u64)> {
-        let o = sqlx::query(
-            "DELETE FROM outcomes WHERE id IN (SELECT id FROM outcomes WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
-        )
-        .bind(outcomes_before.as_secs())
-        .bind(limit)
-        .execute(&self.pool)
-        .await?;
-        let c = sqlx::query(
-            "DELETE FROM challenges WHERE id IN (SELECT id FROM challenges WHERE expires_at < $1 LIMIT $2)",
-        )
-        .bind(challenges_before.as_secs())
-        .bind(limit)
-        .execute(&self.pool)
-        .await?;
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.purge(outcomes_before, challenges_before, limit).await,
+            Engine::Postgres(p) => p,
+        };
+        let o = sqlx::query(sql::PURGE_OUTCOMES)
+            .bind(outcomes_before.as_secs())
+            .bind(limit)
+            .execute(pool)
+            .await?;
+        let c = sqlx::query(sql::PURGE_CHALLENGES)
+            .bind(challenges_before.as_secs())
+            .bind(limit)
+            .execute(pool)
+            .await?;
         Ok((o.rows_affected(), c.rows_affected()))
     }
 
@@ -633,27 +589,37 @@ impl Store {
         at: UnixTime,
         forget_before: UnixTime,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO replicas (id, policy_hash, started_at, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET policy_hash = excluded.policy_hash, seen_at = excluded.seen_at",
-        )
-        .bind(replica)
-        .bind(policy_hash)
-        .bind(started_at.as_secs())
-        .bind(at.as_secs())
-        .execute(&self.pool)
-        .await?;
-        sqlx::query("DELETE FROM replicas WHERE seen_at < $1")
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => {
+                return db
+                    .heartbeat(replica, policy_hash, started_at, at, forget_before)
+                    .await;
+            }
+            Engine::Postgres(p) => p,
+        };
+        sqlx::query(sql::HEARTBEAT)
+            .bind(replica)
+            .bind(policy_hash)
+            .bind(started_at.as_secs())
+            .bind(at.as_secs())
+            .execute(pool)
+            .await?;
+        sqlx::query(sql::FORGET_REPLICAS)
             .bind(forget_before.as_secs())
-            .execute(&self.pool)
+            .execute(pool)
             .await?;
         Ok(())
     }
 
     /// The replicas seen since `since`: (id, policy hash), by id.
     pub async fn replicas(&self, since: UnixTime) -> Result<Vec<(String, String)>> {
-        sqlx::query("SELECT id, policy_hash FROM replicas WHERE seen_at >= $1 ORDER BY id")
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.replicas(since).await,
+            Engine::Postgres(p) => p,
+        };
+        sqlx::query(sql::REPLICAS)
             .bind(since.as_secs())
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await?
             .iter()
             .map(|r| Ok((get(r, "id")?, get(r, "policy_hash")?)))
@@ -663,25 +629,29 @@ impl Store {
     /// Records a DPoP proof id until `expires_at`; `false` when it was already seen (a replay).
     /// One statement, so two replicas or requests racing with the same id cannot both win.
     pub async fn spend_jti(&self, jti: &str, expires_at: UnixTime) -> Result<bool> {
-        let r = sqlx::query(
-            "INSERT INTO dpop_jtis (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
-        )
-        .bind(jti)
-        .bind(expires_at.as_secs())
-        .execute(&self.pool)
-        .await?;
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.spend_jti(jti, expires_at).await,
+            Engine::Postgres(p) => p,
+        };
+        let r = sqlx::query(sql::SPEND_JTI)
+            .bind(jti)
+            .bind(expires_at.as_secs())
+            .execute(pool)
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 
     /// Drops proof ids whose window ended before `before`, at most `limit` of them.
     pub async fn purge_jtis(&self, before: UnixTime, limit: i64) -> Result<u64> {
-        let r = sqlx::query(
-            "DELETE FROM dpop_jtis WHERE jti IN (SELECT jti FROM dpop_jtis WHERE expires_at < $1 LIMIT $2)",
-        )
-        .bind(before.as_secs())
-        .bind(limit)
-        .execute(&self.pool)
-        .await?;
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.purge_jtis(before, limit).await,
+            Engine::Postgres(p) => p,
+        };
+        let r = sqlx::query(sql::PURGE_JTIS)
+            .bind(before.as_secs())
+            .bind(limit)
+            .execute(pool)
+            .await?;
         Ok(r.rows_affected())
     }
 
@@ -693,23 +663,28 @@ impl Store {
         product: &str,
         at: UnixTime,
     ) -> Result<Registration> {
-        let mut tx = self.write_transaction().await?;
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => {
+                return db
+                    .register(handle, product, at)
+                    .await?
+                    .ok_or(StoreError::Corrupt("registration vanished"));
+            }
+            Engine::Postgres(p) => p,
+        };
+        let mut tx = pool.begin().await?;
         // Another product: the channels joined for the old one do not carry over.
-        sqlx::query(
-            "DELETE FROM channel_members WHERE handle = $1 AND EXISTS (SELECT 1 FROM registrations WHERE handle = $1 AND product <> $2)",
-        )
-        .bind(handle)
-        .bind(product)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO registrations (handle, product, registered_at) VALUES ($1, $2, $3) ON CONFLICT (handle) DO UPDATE SET product = excluded.product",
-        )
-        .bind(handle)
-        .bind(product)
-        .bind(at.as_secs())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(sql::DROP_OTHER_PRODUCT_CHANNELS)
+            .bind(handle)
+            .bind(product)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::UPSERT_REGISTRATION)
+            .bind(handle)
+            .bind(product)
+            .bind(at.as_secs())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         self.registration(handle)
             .await?
@@ -718,23 +693,24 @@ impl Store {
 
     /// A device's registration with its channels.
     pub async fn registration(&self, handle: &str) -> Result<Option<Registration>> {
-        let Some(row) = sqlx::query(
-            "SELECT handle, product, registered_at FROM registrations WHERE handle = $1",
-        )
-        .bind(handle)
-        .fetch_optional(&self.pool)
-        .await?
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.registration(handle).await,
+            Engine::Postgres(p) => p,
+        };
+        let Some(row) = sqlx::query(sql::REGISTRATION)
+            .bind(handle)
+            .fetch_optional(pool)
+            .await?
         else {
             return Ok(None);
         };
-        let channels =
-            sqlx::query("SELECT channel FROM channel_members WHERE handle = $1 ORDER BY channel")
-                .bind(handle)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| get::<String>(r, "channel"))
-                .collect::<Result<Vec<_>>>()?;
+        let channels = sqlx::query(sql::CHANNELS)
+            .bind(handle)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| get::<String>(r, "channel"))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Some(Registration {
             handle: get(&row, "handle")?,
             product: get(&row, "product")?,
@@ -753,15 +729,17 @@ impl Store {
         channel: &str,
         at: UnixTime,
     ) -> Result<bool> {
-        sqlx::query(
-            "INSERT INTO channel_members (handle, channel, joined_at) SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM registrations WHERE handle = $1 AND product = $4) ON CONFLICT (handle, channel) DO NOTHING",
-        )
-        .bind(handle)
-        .bind(channel)
-        .bind(at.as_secs())
-        .bind(product)
-        .execute(&self.pool)
-        .await?;
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.join_channel(handle, product, channel, at).await,
+            Engine::Postgres(p) => p,
+        };
+        sqlx::query(sql::JOIN_CHANNEL)
+            .bind(handle)
+            .bind(channel)
+            .bind(at.as_secs())
+            .bind(product)
+            .execute(pool)
+            .await?;
         Ok(self
             .registration(handle)
             .await?
@@ -770,26 +748,77 @@ impl Store {
 
     /// Closes the pool (and, for SQLite, checkpoints the WAL).
     pub async fn close(&self) {
-        self.pool.close().await;
+        if let Engine::Postgres(pool) = &self.engine {
+            pool.close().await;
+        }
     }
+}
+
+/// Applies pending PostgreSQL migrations, each in one transaction under an advisory lock, so
+/// replicas started together apply each version once.
+async fn migrate_postgres(pool: &AnyPool) -> Result<()> {
+    const CREATE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+    for (version, code) in POSTGRES_MIGRATIONS {
+        let mut tx = pool.begin().await?;
+        // A migration may take longer than a request's statement; waiting for another
+        // replica's migration is bounded by lock_timeout instead.
+        tx.execute("SET LOCAL statement_timeout = 0").await?;
+        tx.execute("SET LOCAL lock_timeout = '120s'").await?;
+        // Replicas starting together: one migrates, the others wait here and then find the
+        // version applied. DDL is transactional on PostgreSQL.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        // Only when missing: a role that may not create tables still starts once the schema
+        // is in place.
+        let exists = sqlx::query("SELECT to_regclass('schema_migrations') IS NOT NULL AS e")
+            .fetch_one(&mut *tx)
+            .await?;
+        if !get::<bool>(&exists, "e")? {
+            tx.execute(CREATE).await?;
+        }
+        let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
+            .bind(*version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.is_some() {
+            tx.rollback().await?;
+            continue;
+        }
+        // Comments are whole lines starting with `--`; statements end with `;`.
+        let code: String = code
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for statement in code.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            tx.execute(statement).await?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(0_i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 async fn insert_outcome(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     o: &OutcomeRecord,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO outcomes (device_handle, workflow, resource, decision, reasons, policy_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&o.device_handle)
-    .bind(&o.workflow)
-    .bind(&o.resource)
-    .bind(&o.decision)
-    .bind(o.reasons.join(","))
-    .bind(&o.policy_hash)
-    .bind(o.created_at.as_secs())
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(sql::INSERT_OUTCOME)
+        .bind(&o.device_handle)
+        .bind(&o.workflow)
+        .bind(&o.resource)
+        .bind(&o.decision)
+        .bind(o.reasons.join(","))
+        .bind(&o.policy_hash)
+        .bind(o.created_at.as_secs())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -605,8 +605,11 @@ async fn replicas_starting_together_migrate_once() {
         t.await.unwrap().unwrap();
     }
     let store = Store::connect(&url).await.unwrap();
+    let Engine::Postgres(pool) = &store.engine else {
+        panic!("not PostgreSQL");
+    };
     let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM schema_migrations")
-        .fetch_one(&store.pool)
+        .fetch_one(pool)
         .await
         .unwrap()
         .try_get("n")
