@@ -11,7 +11,7 @@ use std::path::Path;
 
 use attest_core::UnixTime;
 use rusqlite::types::ToSql;
-use rusqlite::{Connection, OpenFlags, Statement, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Statement};
 
 use crate::{
     ChallengeRecord, DeviceRecord, HighWater, OutcomeRecord, Registration, Result, StoreError, sql,
@@ -31,12 +31,54 @@ impl std::fmt::Debug for Db {
 /// Binds `values` to the statement's `$1`, `$2`, ... (by name, so `$2` used before `$1`, or
 /// twice, binds as PostgreSQL does).
 fn bind(stmt: &mut Statement<'_>, values: &[&dyn ToSql]) -> rusqlite::Result<()> {
+    const NAMES: [&str; 12] = [
+        "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12",
+    ];
     for (i, v) in values.iter().enumerate() {
-        if let Some(idx) = stmt.parameter_index(&format!("${}", i + 1))? {
+        let name = NAMES.get(i).ok_or(rusqlite::Error::InvalidParameterCount(
+            values.len(),
+            NAMES.len(),
+        ))?;
+        if let Some(idx) = stmt.parameter_index(name)? {
             stmt.raw_bind_parameter(idx, v)?;
         }
     }
     Ok(())
+}
+
+/// A write transaction (`BEGIN IMMEDIATE`) through cached statements, rolled back when dropped
+/// uncommitted. rusqlite's own transactions parse `BEGIN`/`COMMIT` text every time, which
+/// showed in profiles.
+struct Tx<'c> {
+    conn: &'c Connection,
+    done: bool,
+}
+
+impl<'c> Tx<'c> {
+    fn begin(conn: &'c Connection) -> rusqlite::Result<Tx<'c>> {
+        exec(conn, "BEGIN IMMEDIATE", &[])?;
+        Ok(Tx { conn, done: false })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        exec(self.conn, "COMMIT", &[]).map(drop)
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = exec(self.conn, "ROLLBACK", &[]);
+        }
+    }
 }
 
 /// Runs a statement that returns no rows; the rows it changed.
@@ -210,7 +252,7 @@ impl Db {
         refused: &OutcomeRecord,
     ) -> Result<bool> {
         self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::begin(c)?;
             let inserted = exec(
                 &tx,
                 sql::INSERT_DEVICE,
@@ -242,7 +284,7 @@ impl Db {
         raise: Option<(&str, HighWater)>,
     ) -> Result<bool> {
         self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::begin(c)?;
             if let Some((handle, hw)) = raise {
                 let raised = exec(
                     &tx,
@@ -368,7 +410,7 @@ impl Db {
         at: UnixTime,
     ) -> Result<Option<Registration>> {
         self.with(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = Tx::begin(c)?;
             exec(&tx, sql::DROP_OTHER_PRODUCT_CHANNELS, &[&handle, &product])?;
             exec(
                 &tx,
@@ -412,7 +454,7 @@ fn migrate(c: &mut Connection, migrations: &[(i64, &str)]) -> rusqlite::Result<(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )?;
     for (version, code) in migrations {
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = Tx::begin(c)?;
         let done = !query(
             &tx,
             "SELECT version FROM schema_migrations WHERE version = $1",
