@@ -20,6 +20,10 @@ mod verify;
 
 use trust::CliError;
 
+/// The allocator: docs/decisions/0019-mimalloc.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "enigm-attest",
