@@ -746,6 +746,37 @@ impl Store {
             .is_some_and(|r| r.product == product))
     }
 
+    /// Inserts `count` synthetic devices (random handles and keys that no device holds), in
+    /// one statement: the large fleet a load test measures a service against. Returns how many.
+    pub async fn seed_devices(&self, count: u64, at: UnixTime) -> Result<u64> {
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.seed_devices(count, at).await,
+            Engine::Postgres(p) => p,
+        };
+        let r = sqlx::query(
+            "INSERT INTO devices (handle, key_spki, boot_key, security_level, os_version, os_patch_level, vendor_patch_level, boot_patch_level, model, status, enrolled_at, updated_at) \
+             SELECT 'dh_seed_' || md5(random()::text || g::text), decode(md5(random()::text) || md5(random()::text) || md5(g::text), 'hex'), decode(md5(random()::text) || md5(random()::text), 'hex'), 1, 160000, 20260905, 20260905, 20260905, NULL, 'active', $2, $2 \
+             FROM generate_series(1, $1) AS g",
+        )
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
+        .bind(at.as_secs())
+        .execute(pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Bytes the database takes (SQLite: the file after a checkpoint; PostgreSQL: the database).
+    pub async fn storage_bytes(&self) -> Result<i64> {
+        let pool = match &self.engine {
+            Engine::Sqlite(db) => return db.storage_bytes().await,
+            Engine::Postgres(p) => p,
+        };
+        let row = sqlx::query("SELECT pg_database_size(current_database()) AS b")
+            .fetch_one(pool)
+            .await?;
+        get(&row, "b")
+    }
+
     /// Closes the pool (and, for SQLite, checkpoints the WAL).
     pub async fn close(&self) {
         if let Engine::Postgres(pool) = &self.engine {

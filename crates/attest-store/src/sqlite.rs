@@ -17,6 +17,12 @@ use crate::{
     ChallengeRecord, DeviceRecord, HighWater, OutcomeRecord, Registration, Result, StoreError, sql,
 };
 
+/// `count` synthetic devices (random handles and keys that no device holds), generated inside
+/// SQLite.
+const SEED_DEVICES: &str = "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $1) \
+    INSERT INTO devices (handle, key_spki, boot_key, security_level, os_version, os_patch_level, vendor_patch_level, boot_patch_level, model, status, enrolled_at, updated_at) \
+    SELECT 'dh_seed_' || lower(hex(randomblob(16))), randomblob(91), randomblob(32), 1, 160000, 20260905, 20260905, 20260905, NULL, 'active', $2, $2 FROM s";
+
 /// The SQLite database.
 pub(crate) struct Db {
     conn: tokio::sync::Mutex<Connection>,
@@ -420,6 +426,30 @@ impl Db {
             let r = registration(&tx, handle)?;
             tx.commit()?;
             Ok(r)
+        })
+        .await
+    }
+
+    pub(crate) async fn seed_devices(&self, count: u64, at: UnixTime) -> Result<u64> {
+        self.with(|c| {
+            let tx = Tx::begin(c)?;
+            let n = exec(
+                &tx,
+                SEED_DEVICES,
+                &[&i64::try_from(count).unwrap_or(i64::MAX), &at.as_secs()],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    pub(crate) async fn storage_bytes(&self) -> Result<i64> {
+        self.with(|c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            Ok(pages * size)
         })
         .await
     }

@@ -63,7 +63,31 @@ conformance!(
     absent_values_round_trip,
     purges_are_bounded_batches,
     replicas_report_their_policy,
+    seeded_devices_take_room,
 );
+
+async fn seeded_devices_take_room(store: Store) {
+    let before = store.storage_bytes().await.unwrap();
+    assert_eq!(
+        store
+            .seed_devices(2000, UnixTime::from_secs(5))
+            .await
+            .unwrap(),
+        2000
+    );
+    assert!(store.storage_bytes().await.unwrap() > before);
+    // Real enrollments still work beside them.
+    assert!(
+        store
+            .enroll(
+                &device("dh_real", 3),
+                &outcome(Some("dh_real"), "enrollment", "eligible", &[], 6),
+                &outcome(None, "enrollment", "ineligible", &["x"], 6),
+            )
+            .await
+            .unwrap()
+    );
+}
 
 async fn purges_are_bounded_batches(store: Store) {
     for i in 0..7 {

@@ -82,6 +82,8 @@ pub struct LoadPlan {
     pub resource: String,
     pub server_pid: Option<u32>,
     pub json: bool,
+    /// What was seeded into the server's database before it started, if anything.
+    pub seeded: Option<Value>,
 }
 
 /// The names of the gated resources the devices use.
@@ -211,6 +213,19 @@ fn clock_ticks_per_sec() -> u64 {
             .filter(|v: &u64| *v > 0)
             .unwrap_or(100)
     })
+}
+
+/// Resident and peak resident memory (MiB) of process `pid`, from `/proc`.
+fn process_memory(pid: u32) -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    Some((kib("VmRSS:")? / 1024.0, kib("VmHWM:")? / 1024.0))
 }
 
 /// The signature work, per operation, measured here on one core (see [`bound`]).
@@ -622,6 +637,7 @@ pub async fn run(endpoint: Endpoint, plan: LoadPlan) -> Result<(Value, bool), Cl
     }
     let wall = started.elapsed();
     let cpu_after = plan.server_pid.and_then(process_cpu);
+    let memory = plan.server_pid.and_then(process_memory);
     progress.finish_and_clear();
 
     let tally = std::mem::take(&mut *tally.lock().map_err(|_| CliError("tally lock".into()))?);
@@ -669,6 +685,7 @@ pub async fn run(endpoint: Endpoint, plan: LoadPlan) -> Result<(Value, bool), Cl
                 "cpu_ms_per_attestation_request": per_att,
                 "bound_s": bound_total.as_secs_f64(),
                 "ratio_to_bound": if bound_total.is_zero() { 0.0 } else { cpu.as_secs_f64() / bound_total.as_secs_f64() },
+                "rss_mib": memory.map(|m| m.0), "peak_rss_mib": memory.map(|m| m.1),
             })
         }
         _ => Value::Null,
@@ -688,6 +705,7 @@ pub async fn run(endpoint: Endpoint, plan: LoadPlan) -> Result<(Value, bool), Cl
         "bound_us": {"verify_asn1": bound.verify_asn1.as_secs_f64() * 1e6, "verify_jws": bound.verify_fixed.as_secs_f64() * 1e6, "sign_es256": bound.sign.as_secs_f64() * 1e6,
                      "per_attestation": bound.attestation().as_secs_f64() * 1e6, "per_gated_request": bound.gated().as_secs_f64() * 1e6},
         "server": server,
+        "seeded": plan.seeded,
     });
     let ok = tally.unexpected.is_empty();
     Ok((report, ok))
@@ -775,11 +793,23 @@ pub fn render(report: &Value) -> String {
         let g = |k: &str| s.get(k).and_then(Value::as_f64).unwrap_or(0.0);
         let _ = writeln!(
             out,
-            "server CPU: {:.2} s user + {:.2} s system; {:.3} ms per attestation request; {:.2}x the signature bound of the same operations",
+            "server CPU: {:.2} s user + {:.2} s system; {:.3} ms per attestation request; {:.2}x the signature bound of the same operations; RSS {:.1} MiB (peak {:.1})",
             g("cpu_user_s"),
             g("cpu_system_s"),
             g("cpu_ms_per_attestation_request"),
-            g("ratio_to_bound")
+            g("ratio_to_bound"),
+            g("rss_mib"),
+            g("peak_rss_mib"),
+        );
+    }
+    if let Some(s) = report["seeded"].as_object() {
+        let _ = writeln!(
+            out,
+            "seeded: {} devices, {:.0} bytes each in the database",
+            s.get("devices").unwrap_or(&Value::Null),
+            s.get("bytes_per_device")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0)
         );
     }
     out

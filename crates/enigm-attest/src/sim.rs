@@ -60,6 +60,10 @@ pub struct SimArgs {
     /// Load mode: run this many operations.
     #[arg(long, value_name = "N")]
     requests: Option<u64>,
+    /// Load mode: start at most this many operations a second (an open-loop schedule; the
+    /// latencies then show the service at that load, e.g. half of its peak).
+    #[arg(long, value_name = "OPS")]
+    rate: Option<f64>,
     /// Load mode: operations at once.
     #[arg(long, value_name = "C", default_value_t = 4)]
     concurrency: u32,
@@ -84,6 +88,10 @@ pub struct SimArgs {
     /// With --spawn-server: the database of the spawned server (e.g. postgres://...).
     #[arg(long, value_name = "URL", requires = "spawn_server")]
     database_url: Option<String>,
+    /// With --spawn-server: enroll this many synthetic devices into its database first (the
+    /// fleet size the load runs against); the report gives the bytes they take.
+    #[arg(long, value_name = "N", requires = "spawn_server")]
+    seed_devices: Option<u64>,
     /// Load mode: the server's process id, to report its CPU time per attestation.
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
@@ -102,7 +110,7 @@ pub fn run(args: &SimArgs) -> Result<bool, CliError> {
         .build()
         .map_err(|e| CliError(format!("runtime: {e}")))?;
     let spawned = if args.spawn_server {
-        Some(Spawned::start(args)?)
+        Some(Spawned::start(args, &rt)?)
     } else {
         None
     };
@@ -123,10 +131,12 @@ struct Spawned {
     dir: PathBuf,
     url: String,
     ca: Option<PathBuf>,
+    /// What `--seed-devices` put in the database.
+    seeded: Option<Value>,
 }
 
 impl Spawned {
-    fn start(args: &SimArgs) -> Result<Spawned, CliError> {
+    fn start(args: &SimArgs, rt: &tokio::runtime::Runtime) -> Result<Spawned, CliError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -146,6 +156,12 @@ impl Spawned {
             std::fs::write(&config, kept)
                 .map_err(|e| CliError(format!("{}: {e}", config.display())))?;
         }
+        let seeded = match args.seed_devices {
+            Some(n) => {
+                Some(rt.block_on(seed(&dir.join("data"), args.database_url.as_deref(), n))?)
+            }
+            None => None,
+        };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| CliError(format!("no free port: {e}")))?
@@ -190,8 +206,45 @@ impl Spawned {
             dir,
             url,
             ca,
+            seeded,
         })
     }
+}
+
+/// Enrolls `n` synthetic devices into the spawned server's database before it starts; their
+/// count, the time it took and the bytes per device.
+async fn seed(data_dir: &std::path::Path, url: Option<&str>, n: u64) -> Result<Value, CliError> {
+    let e = |e: attest_store::StoreError| CliError(format!("seeding devices: {e}"));
+    let store = match url {
+        Some(u) => attest_store::Store::connect(u).await,
+        None => attest_store::Store::open_sqlite_dir(data_dir).await,
+    }
+    .map_err(e)?;
+    let before = store.storage_bytes().await.map_err(e)?;
+    let started = std::time::Instant::now();
+    let now = attest_core::UnixTime::from_secs(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default(),
+    );
+    let mut done = 0;
+    while done < n {
+        let chunk = (n - done).min(100_000);
+        done += store.seed_devices(chunk, now).await.map_err(e)?;
+    }
+    let after = store.storage_bytes().await.map_err(e)?;
+    store.close().await;
+    eprintln!(
+        "sim: seeded {done} devices in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(json!({
+        "devices": done,
+        "seconds": started.elapsed().as_secs_f64(),
+        "database_bytes": after,
+        "bytes_per_device": if done > 0 { (after - before) as f64 / done as f64 } else { 0.0 },
+    }))
 }
 
 impl Drop for Spawned {
@@ -232,6 +285,7 @@ async fn run_load(args: &SimArgs, spawned: Option<&Spawned>) -> Result<bool, Cli
     let plan = crate::load::LoadPlan {
         devices: args.devices,
         concurrency: args.concurrency,
+        rate: args.rate.filter(|r| *r > 0.0),
         duration: args.duration.map(Duration::from_secs),
         requests: args.requests,
         mix,
@@ -240,6 +294,7 @@ async fn run_load(args: &SimArgs, spawned: Option<&Spawned>) -> Result<bool, Cli
         resource: args.resource.clone(),
         server_pid: args.server_pid.or_else(|| spawned.map(|s| s.child.id())),
         json: args.json,
+        seeded: spawned.and_then(|s| s.seeded.clone()),
     };
     let json_out = plan.json;
     let (report, ok) = crate::load::run(endpoint, plan).await?;
