@@ -72,6 +72,8 @@ pub fn parse_mix(text: &str) -> Result<Vec<(Op, u32)>, CliError> {
 pub struct LoadPlan {
     pub devices: u32,
     pub concurrency: u32,
+    /// Operations started a second at most (open loop), when set.
+    pub rate: Option<f64>,
     pub duration: Option<Duration>,
     pub requests: Option<u64>,
     pub mix: Vec<(Op, u32)>,
@@ -539,6 +541,11 @@ pub async fn run(endpoint: Endpoint, plan: LoadPlan) -> Result<(Value, bool), Cl
             );
             loop {
                 let i = counter.fetch_add(1, Ordering::Relaxed);
+                if let Some(rate) = plan.rate {
+                    // Operation i is due at i / rate seconds after the start.
+                    let due = started + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 if plan.requests.is_some_and(|r| i >= r)
                     || deadline.is_some_and(|d| Instant::now() >= d)
                 {
@@ -691,7 +698,7 @@ pub async fn run(endpoint: Endpoint, plan: LoadPlan) -> Result<(Value, bool), Cl
         _ => Value::Null,
     };
     let report = json!({
-        "devices": n, "concurrency": plan.concurrency, "tls": endpoint.is_tls(),
+        "devices": n, "concurrency": plan.concurrency, "rate": plan.rate, "tls": endpoint.is_tls(),
         "gate": plan.gate.is_some(), "setup_s": setup_secs,
         "duration_s": wall.as_secs_f64(), "operations": ops_total,
         "operations_per_sec": ops_total as f64 / wall.as_secs_f64(),
