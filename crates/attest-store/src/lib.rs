@@ -448,7 +448,7 @@ impl Store {
             == 1;
         let exists = !inserted;
         // Exactly one outcome: the enrollment, or its refusal (the key or handle is taken).
-        insert_outcome(&mut tx, if exists { refused } else { enrolled }).await?;
+        insert_outcome(&mut *tx, if exists { refused } else { enrolled }).await?;
         tx.commit().await?;
         Ok(!exists)
     }
@@ -466,26 +466,30 @@ impl Store {
             Engine::Sqlite(db) => return db.record(outcome, raise).await,
             Engine::Postgres(p) => p,
         };
-        let mut tx = pool.begin().await?;
-        if let Some((handle, hw)) = raise {
-            let raised = sqlx::query(sql::RAISE_MARKS)
-                .bind(handle)
-                .bind(hw.os_version)
-                .bind(hw.os_patch_level)
-                .bind(hw.vendor_patch_level)
-                .bind(hw.boot_patch_level)
-                .bind(outcome.created_at.as_secs())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if raised == 0 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-        }
-        insert_outcome(&mut tx, outcome).await?;
-        tx.commit().await?;
-        Ok(true)
+        let Some((handle, hw)) = raise else {
+            insert_outcome(pool, outcome).await?;
+            return Ok(true);
+        };
+        // One statement: the marks raised and the outcome written, or (revoked) neither.
+        let o = outcome;
+        let written = sqlx::query(sql::PG_RECORD_RAISED)
+            .bind(handle)
+            .bind(hw.os_version)
+            .bind(hw.os_patch_level)
+            .bind(hw.vendor_patch_level)
+            .bind(hw.boot_patch_level)
+            .bind(o.created_at.as_secs())
+            .bind(&o.device_handle)
+            .bind(&o.workflow)
+            .bind(&o.resource)
+            .bind(&o.decision)
+            .bind(o.reasons.join(","))
+            .bind(&o.policy_hash)
+            .bind(o.created_at.as_secs())
+            .execute(pool)
+            .await?
+            .rows_affected();
+        Ok(written == 1)
     }
 
     /// Sets a device's status; `false` when no such device.
@@ -672,20 +676,14 @@ impl Store {
             }
             Engine::Postgres(p) => p,
         };
-        let mut tx = pool.begin().await?;
-        // Another product: the channels joined for the old one do not carry over.
-        sqlx::query(sql::DROP_OTHER_PRODUCT_CHANNELS)
-            .bind(handle)
-            .bind(product)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(sql::UPSERT_REGISTRATION)
+        // Another product: the channels joined for the old one do not carry over (one
+        // statement).
+        sqlx::query(sql::PG_REGISTER)
             .bind(handle)
             .bind(product)
             .bind(at.as_secs())
-            .execute(&mut *tx)
+            .execute(pool)
             .await?;
-        tx.commit().await?;
         self.registration(handle)
             .await?
             .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
@@ -697,20 +695,18 @@ impl Store {
             Engine::Sqlite(db) => return db.registration(handle).await,
             Engine::Postgres(p) => p,
         };
-        let Some(row) = sqlx::query(sql::REGISTRATION)
+        let Some(row) = sqlx::query(sql::PG_REGISTRATION)
             .bind(handle)
             .fetch_optional(pool)
             .await?
         else {
             return Ok(None);
         };
-        let channels = sqlx::query(sql::CHANNELS)
-            .bind(handle)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| get::<String>(r, "channel"))
-            .collect::<Result<Vec<_>>>()?;
+        let channels = get::<String>(&row, "channels")?
+            .split(',')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
         Ok(Some(Registration {
             handle: get(&row, "handle")?,
             product: get(&row, "product")?,
@@ -836,10 +832,10 @@ async fn migrate_postgres(pool: &AnyPool) -> Result<()> {
     Ok(())
 }
 
-async fn insert_outcome(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    o: &OutcomeRecord,
-) -> Result<()> {
+async fn insert_outcome<'e, E>(ex: E, o: &OutcomeRecord) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     sqlx::query(sql::INSERT_OUTCOME)
         .bind(&o.device_handle)
         .bind(&o.workflow)
@@ -848,7 +844,7 @@ async fn insert_outcome(
         .bind(o.reasons.join(","))
         .bind(&o.policy_hash)
         .bind(o.created_at.as_secs())
-        .execute(&mut **tx)
+        .execute(ex)
         .await?;
     Ok(())
 }

@@ -54,3 +54,31 @@ pub(crate) const CHANNELS: &str =
 pub(crate) const JOIN_CHANNEL: &str = "INSERT INTO channel_members (handle, channel, joined_at) SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM registrations WHERE handle = $1 AND product = $4) ON CONFLICT (handle, channel) DO NOTHING";
 
 pub(crate) const INSERT_OUTCOME: &str = "INSERT INTO outcomes (device_handle, workflow, resource, decision, reasons, policy_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+// PostgreSQL only: the same effects in fewer round trips (each statement is one; a transaction
+// of three statements is five). Data-modifying CTEs run as one atomic statement.
+
+/// [`RAISE_MARKS`] and [`INSERT_OUTCOME`] as one statement: the outcome is written only when the
+/// device was still active and its marks were raised ($1-$6 as RAISE_MARKS, $7-$13 as
+/// INSERT_OUTCOME).
+pub(crate) const PG_RECORD_RAISED: &str = "WITH raised AS (UPDATE devices SET \
+    os_version = CASE WHEN $2 > os_version THEN $2 ELSE os_version END, \
+    os_patch_level = CASE WHEN $3 > os_patch_level THEN $3 ELSE os_patch_level END, \
+    vendor_patch_level = CASE WHEN $4 > vendor_patch_level THEN $4 ELSE vendor_patch_level END, \
+    boot_patch_level = CASE WHEN $5 > boot_patch_level THEN $5 ELSE boot_patch_level END, \
+    updated_at = $6 WHERE handle = $1 AND status = 'active' RETURNING handle) \
+    INSERT INTO outcomes (device_handle, workflow, resource, decision, reasons, policy_hash, created_at) \
+    SELECT $7, $8, $9, $10, $11, $12, $13 FROM raised";
+
+/// [`DROP_OTHER_PRODUCT_CHANNELS`] and [`UPSERT_REGISTRATION`] as one statement (both see the
+/// registration as it was before).
+pub(crate) const PG_REGISTER: &str = "WITH dropped AS (DELETE FROM channel_members WHERE handle = $1 \
+    AND EXISTS (SELECT 1 FROM registrations WHERE handle = $1 AND product <> $2)) \
+    INSERT INTO registrations (handle, product, registered_at) VALUES ($1, $2, $3) \
+    ON CONFLICT (handle) DO UPDATE SET product = excluded.product";
+
+/// [`REGISTRATION`] and [`CHANNELS`] in one query (channel names never contain a comma).
+pub(crate) const PG_REGISTRATION: &str = "SELECT r.handle, r.product, r.registered_at, \
+    COALESCE(string_agg(m.channel, ',' ORDER BY m.channel), '') AS channels \
+    FROM registrations r LEFT JOIN channel_members m ON m.handle = r.handle \
+    WHERE r.handle = $1 GROUP BY r.handle, r.product, r.registered_at";

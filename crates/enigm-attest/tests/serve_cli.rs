@@ -616,3 +616,65 @@ fn the_demo_walks_the_whole_gated_flow_over_tls() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `sim --spawn-server` as the load generator: one command starts a throw-away TLS service,
+/// enrolls a fleet, runs the gated mix with misbehaving devices, and reports; every refusal of
+/// a misbehaviour is the expected one and nothing else goes wrong.
+#[test]
+fn the_load_generator_runs_the_whole_system_from_one_command() {
+    let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
+        .args([
+            "sim",
+            "--spawn-server",
+            "--devices",
+            "6",
+            "--concurrency",
+            "3",
+            "--requests",
+            "120",
+            "--misbehave",
+            "25",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("TEST ONLY"),
+        "the spawned server is announced loudly: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["unexpected"], json!(0), "{report}");
+    assert_eq!(report["operations"], json!(120), "{report}");
+    assert_eq!(
+        (report["tls"].as_bool(), report["gate"].as_bool()),
+        (Some(true), Some(true))
+    );
+    // Misbehaving devices were there, and each was refused as expected.
+    let misbehaviours = report["misbehaviours"].as_object().unwrap();
+    assert!(misbehaviours.len() >= 3, "{report}");
+    for (kind, m) in misbehaviours {
+        assert_eq!(m["unexpected"], json!(0), "{kind}: {m}");
+    }
+    for route in [
+        "POST /v1/challenges",
+        "POST /v1/attestations",
+        "GET /v1/ota/artifacts/{id}",
+    ] {
+        assert!(
+            report["routes"][route]["count"].as_u64().unwrap() > 0,
+            "{route}: {report}"
+        );
+    }
+    // The server's CPU is measured against the signature bound of the same work.
+    assert!(
+        report["server"]["ratio_to_bound"].as_f64().unwrap() > 1.0,
+        "{report}"
+    );
+}
