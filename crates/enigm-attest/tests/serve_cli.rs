@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -360,21 +362,11 @@ fn admin_tokens_and_key_rotation_as_an_operator_uses_them() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-fn fresh_dir(tag: &str) -> PathBuf {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("enigm-attest-{tag}-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn a_busy_port_is_found_before_anything_is_written() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap();
-    let dir = fresh_dir("busy");
+    let dir = common::fresh_dir("busy");
     let data = dir.join("data");
     let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
         .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
@@ -392,7 +384,7 @@ fn a_busy_port_is_found_before_anything_is_written() {
 
 #[test]
 fn keys_rotate_finds_the_data_directory_as_serve_does() {
-    let dir = fresh_dir("rotate");
+    let dir = common::fresh_dir("rotate");
     let from_env = dir.join("from-env");
     let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
         .args(["keys", "rotate"])
@@ -502,7 +494,7 @@ fn sim_waits_for_the_service_and_stops_quietly_on_a_closed_pipe() {
 /// an update authorization, every proof bound to its TLS connection.
 #[test]
 fn the_demo_walks_the_whole_gated_flow_over_tls() {
-    let dir = fresh_dir("demo");
+    let dir = common::fresh_dir("demo");
     let bin = env!("CARGO_BIN_EXE_enigm-attest");
     let demo = dir.join("demo");
     let out = Command::new(bin)
