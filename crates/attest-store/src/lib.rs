@@ -751,7 +751,7 @@ impl Store {
         };
         let r = sqlx::query(
             "INSERT INTO devices (handle, key_spki, boot_key, security_level, os_version, os_patch_level, vendor_patch_level, boot_patch_level, model, status, enrolled_at, updated_at) \
-             SELECT 'dh_seed_' || md5(random()::text || g::text), decode(md5(random()::text) || md5(random()::text) || md5(g::text), 'hex'), decode(md5(random()::text) || md5(random()::text), 'hex'), 1, 160000, 20260905, 20260905, 20260905, NULL, 'active', $2, $2 \
+             SELECT 'dh_seed_' || md5(random()::text || g::text), substring(decode(md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(g::text), 'hex') from 1 for 91), decode(md5(random()::text) || md5(random()::text), 'hex'), 1, 160000, 20260905, 20260905, 20260905, NULL, 'active', $2, $2 \
              FROM generate_series(1, $1) AS g",
         )
         .bind(i64::try_from(count).unwrap_or(i64::MAX))
@@ -773,7 +773,8 @@ impl Store {
         get(&row, "b")
     }
 
-    /// Closes the pool (and, for SQLite, checkpoints the WAL).
+    /// Closes the PostgreSQL pool; a SQLite database closes when the last clone of the store is
+    /// dropped.
     pub async fn close(&self) {
         if let Engine::Postgres(pool) = &self.engine {
             pool.close().await;

@@ -67,8 +67,11 @@ impl<'c> Tx<'c> {
     }
 
     fn commit(mut self) -> rusqlite::Result<()> {
+        // Only a COMMIT that succeeded ends it; after a failed one (SQLite keeps the
+        // transaction open on BUSY) the drop rolls back.
+        exec(self.conn, "COMMIT", &[])?;
         self.done = true;
-        exec(self.conn, "COMMIT", &[]).map(drop)
+        Ok(())
     }
 }
 
@@ -179,10 +182,17 @@ impl Db {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
         let mut c = Connection::open_with_flags(path, flags)?;
+        // Only another process holds SQLite's lock (this one has one connection); wait for it
+        // briefly rather than holding a runtime thread for long.
+        c.busy_timeout(std::time::Duration::from_secs(2))?;
         // A corrupt or foreign file fails here, with SQLite's own message.
         c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
-        c.busy_timeout(std::time::Duration::from_secs(10))?;
-        c.pragma_update(None, "journal_mode", "WAL")?;
+        let mode: String = c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(
+                "SQLite could not use WAL here (journal_mode stayed elsewhere); put the data directory on a local file system",
+            ));
+        }
         // In WAL mode: durable across a process crash; a power loss may lose the last commits.
         c.pragma_update(None, "synchronous", "NORMAL")?;
         c.set_prepared_statement_cache_capacity(64);
@@ -194,7 +204,18 @@ impl Db {
 
     async fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
         let mut c = self.conn.lock().await;
-        f(&mut c).map_err(StoreError::from)
+        let r = f(&mut c).map_err(StoreError::from);
+        // Never hand the connection on inside a transaction (a failed ROLLBACK, say): the next
+        // request's writes would silently join it and vanish with it.
+        if !c.is_autocommit() {
+            let _ = c.execute_batch("ROLLBACK");
+            if !c.is_autocommit() {
+                return Err(StoreError::Corrupt(
+                    "the SQLite connection is stuck in a transaction",
+                ));
+            }
+        }
+        r
     }
 
     pub(crate) async fn ping(&self) -> Result<()> {
