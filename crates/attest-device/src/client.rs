@@ -21,7 +21,6 @@ use aws_lc_rs::digest;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::{HeaderMap, Request};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
@@ -83,6 +82,8 @@ pub struct Endpoint {
     host: String,
     port: u16,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
+    /// The TLS configuration the connector was made from (to offer HTTP/2 as well).
+    tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -113,25 +114,44 @@ impl Endpoint {
         }
         let (host, port) = split_authority(authority).ok_or_else(|| bad("bad host or port"))?;
         let port = port.unwrap_or(if https { 443 } else { 80 });
-        let tls = if https {
+        let (tls, tls_config) = if https {
             let name = ServerName::try_from(host.to_owned())
                 .map_err(|_| bad("host is not a DNS name or IP address"))?;
-            Some((
-                tokio_rustls::TlsConnector::from(Arc::new(tls_client_config(ca_pem)?)),
-                name,
-            ))
+            let config = Arc::new(tls_client_config(ca_pem)?);
+            (
+                Some((tokio_rustls::TlsConnector::from(Arc::clone(&config)), name)),
+                Some(config),
+            )
         } else {
             if ca_pem.is_some() {
                 return Err(bad("a TLS CA was given for a plain http:// URL"));
             }
-            None
+            (None, None)
         };
         Ok(Endpoint {
             authority: authority.to_owned(),
             host: host.to_owned(),
             port,
             tls,
+            tls_config,
         })
+    }
+
+    /// Offers HTTP/2 in the TLS handshake (ALPN `h2`, then `http/1.1`): when the server takes
+    /// it, every request of a connection travels as a stream of that one connection (whose
+    /// exporter they all carry). Plain `http://` stays HTTP/1.1.
+    pub fn with_http2(mut self) -> Endpoint {
+        if let (Some((_, name)), Some(config)) = (&self.tls, &self.tls_config) {
+            let mut c = (**config).clone();
+            c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            let c = Arc::new(c);
+            self.tls = Some((
+                tokio_rustls::TlsConnector::from(Arc::clone(&c)),
+                name.clone(),
+            ));
+            self.tls_config = Some(c);
+        }
+        self
     }
 
     /// Connects to `host:port` while still naming the URL's authority in `Host` and DPoP `htu`
@@ -140,6 +160,13 @@ impl Endpoint {
         host.clone_into(&mut self.host);
         self.port = port;
         self
+    }
+
+    /// Whether HTTP/2 is offered in the TLS handshake.
+    pub fn offers_http2(&self) -> bool {
+        self.tls_config
+            .as_ref()
+            .is_some_and(|c| c.alpn_protocols.first().is_some_and(|p| p == b"h2"))
     }
 
     /// Whether connections are TLS (and proofs therefore bound to them).
@@ -192,7 +219,11 @@ impl Endpoint {
                     .1
                     .export_keying_material(&mut exporter, EXPORTER_LABEL, None)
                     .map_err(|e| transport(&e))?;
-                Connection::handshake(tls, Some(exporter), self.authority.clone()).await
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    Connection::handshake_h2(tls, exporter, self.authority.clone()).await
+                } else {
+                    Connection::handshake(tls, Some(exporter), self.authority.clone()).await
+                }
             }
         }
     }
@@ -255,11 +286,17 @@ fn tls_client_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, Clie
     Ok(config)
 }
 
-/// One HTTP/1.1 connection, kept alive, with its TLS exporter value when it is TLS.
+/// One connection, kept alive (HTTP/1.1, or HTTP/2 when the server chose it in the TLS
+/// handshake), with its TLS exporter value when it is TLS.
 pub struct Connection {
-    sender: SendRequest<Full<Bytes>>,
+    sender: Sender,
     exporter: Option<[u8; 32]>,
     authority: String,
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
 impl std::fmt::Debug for Connection {
@@ -341,10 +378,39 @@ impl Connection {
             let _ = conn.await;
         });
         Ok(Connection {
-            sender,
+            sender: Sender::H1(sender),
             exporter,
             authority,
         })
+    }
+
+    async fn handshake_h2<T>(
+        io: T,
+        exporter: [u8; 32],
+        authority: String,
+    ) -> Result<Connection, ClientError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(io),
+        )
+        .await
+        .map_err(|e| ClientError::Transport(format!("{authority}: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Connection {
+            sender: Sender::H2(sender),
+            exporter: Some(exporter),
+            authority,
+        })
+    }
+
+    /// Whether this connection speaks HTTP/2.
+    pub fn is_http2(&self) -> bool {
+        matches!(self.sender, Sender::H2(_))
     }
 
     /// The RFC 9266 exporter value of this TLS connection (`None` on plain HTTP).
@@ -354,7 +420,10 @@ impl Connection {
 
     /// Whether the server closed it (a new one is needed).
     pub fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+        match &self.sender {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
     }
 
     /// Sends one request and reads the whole answer (at most `max_body` bytes). A non-empty
@@ -370,9 +439,15 @@ impl Connection {
         let transport = |e: &dyn std::fmt::Display| {
             ClientError::Transport(format!("{} {method} {path}: {e}", self.authority))
         };
+        // HTTP/2 carries the authority in the request's URI (`:authority`); the Host header is
+        // sent too, for servers that read it.
+        let uri = match self.sender {
+            Sender::H1(_) => path.to_owned(),
+            Sender::H2(_) => format!("https://{}{path}", self.authority),
+        };
         let mut req = Request::builder()
             .method(method)
-            .uri(path)
+            .uri(uri)
             .header("host", &self.authority);
         if !body.is_empty()
             && !headers
@@ -388,12 +463,16 @@ impl Connection {
             .body(Full::new(Bytes::copy_from_slice(body)))
             .map_err(|e| transport(&e))?;
         let exchange = async {
-            self.sender.ready().await.map_err(|e| transport(&e))?;
-            let resp = self
-                .sender
-                .send_request(req)
-                .await
-                .map_err(|e| transport(&e))?;
+            let resp = match &mut self.sender {
+                Sender::H1(s) => {
+                    s.ready().await.map_err(|e| transport(&e))?;
+                    s.send_request(req).await.map_err(|e| transport(&e))?
+                }
+                Sender::H2(s) => {
+                    s.ready().await.map_err(|e| transport(&e))?;
+                    s.send_request(req).await.map_err(|e| transport(&e))?
+                }
+            };
             let (parts, mut incoming) = resp.into_parts();
             let mut body = Vec::new();
             while let Some(frame) = incoming.frame().await {

@@ -47,9 +47,11 @@ fn request_url(state: &AppState, headers: &HeaderMap, uri: &Uri, tls: bool) -> S
     if let Some(base) = &state.public_url {
         return format!("{}{}", base.trim_end_matches('/'), uri.path());
     }
+    // HTTP/1.1 names the host in `Host`; HTTP/2 in the `:authority` of the request URI.
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or_default();
     let scheme = if tls { "https" } else { "http" };
     format!("{scheme}://{host}{}", uri.path())

@@ -132,7 +132,9 @@ pub fn tls_config(
         .with_single_cert(cert_chain, key)?;
     // Early data could be replayed; a bound request must never be.
     config.max_early_data_size = 0;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 for clients that offer it (one TLS connection, many requests at once; every
+    // request on it carries the connection's exporter), else HTTP/1.1.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -202,15 +204,14 @@ pub async fn serve(
                                 None,
                             ) {
                                 Ok(_) => {
-                                    serve_connection(
-                                        tls,
-                                        peer,
-                                        Some(TlsExporter(exporter)),
-                                        app,
-                                        &limits,
-                                        watcher,
-                                    )
-                                    .await
+                                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                                    let exporter = Some(TlsExporter(exporter));
+                                    if h2 {
+                                        serve_h2(tls, peer, exporter, app, &limits, watcher).await
+                                    } else {
+                                        serve_connection(tls, peer, exporter, app, &limits, watcher)
+                                            .await
+                                    }
                                 }
                                 Err(e) => {
                                     tracing::warn!(peer = %peer, error = %e, "no TLS exporter");
@@ -249,6 +250,55 @@ pub async fn serve(
     }
 }
 
+/// The app with every request tagged with the peer's address and, on TLS, the exporter.
+fn tagged(
+    app: Router,
+    peer: std::net::SocketAddr,
+    exporter: Option<TlsExporter>,
+) -> hyper_util::service::TowerToHyperService<
+    tower::util::MapRequest<
+        Router,
+        impl FnMut(hyper::Request<hyper::body::Incoming>) -> hyper::Request<hyper::body::Incoming>
+        + Clone,
+    >,
+> {
+    let tagged = tower::ServiceExt::map_request(
+        app,
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            if let Some(e) = exporter {
+                req.extensions_mut().insert(e);
+            }
+            req
+        },
+    );
+    hyper_util::service::TowerToHyperService::new(tagged)
+}
+
+/// Serves one HTTP/2 connection (negotiated by ALPN on TLS). Streams at once are bounded, and a
+/// peer that stops answering pings is dropped; the connection caps bound idle ones.
+async fn serve_h2<IO>(
+    io: IO,
+    peer: std::net::SocketAddr,
+    exporter: Option<TlsExporter>,
+    app: Router,
+    limits: &ServerLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), hyper::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64)
+        .max_header_list_size(64 * 1024)
+        .keep_alive_interval(Some(limits.header_read_timeout))
+        .keep_alive_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), tagged(app, peer, exporter));
+    watcher.watch(conn).await
+}
+
 /// Serves one connection: every request carries the peer's address and, on TLS, the exporter.
 async fn serve_connection<IO>(
     io: IO,
@@ -261,21 +311,9 @@ async fn serve_connection<IO>(
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let tagged = tower::ServiceExt::map_request(
-        app,
-        move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            if let Some(e) = exporter {
-                req.extensions_mut().insert(e);
-            }
-            req
-        },
-    );
-    let service = hyper_util::service::TowerToHyperService::new(tagged);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(io), tagged(app, peer, exporter));
     watcher.watch(conn).await
 }

@@ -361,13 +361,28 @@ async fn proofs_are_bound_to_the_tls_connection() {
 /// another enrolled device is useless to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_device_client_walks_the_gated_flow_over_tls() {
+    walk_the_gated_flow(false).await;
+}
+
+/// The same over HTTP/2 (negotiated by ALPN): every request a stream of one TLS connection,
+/// every proof bound to that connection's exporter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_client_walks_the_gated_flow_over_http2() {
+    walk_the_gated_flow(true).await;
+}
+
+async fn walk_the_gated_flow(http2: bool) {
     use attest_device::client::{DeviceClient, Endpoint};
     let device = SoftwareDevice::new().unwrap();
     let thief_device = SoftwareDevice::new().unwrap();
     let t = start_for(&[&device, &thief_device]).await;
     let url = format!("https://localhost:{}", t.addr.port());
-    let endpoint = Endpoint::new(&url, Some(t.ca_pem.as_bytes())).unwrap();
+    let mut endpoint = Endpoint::new(&url, Some(t.ca_pem.as_bytes())).unwrap();
+    if http2 {
+        endpoint = endpoint.with_http2();
+    }
     assert!(endpoint.is_tls());
+    assert_eq!(endpoint.connect().await.unwrap().is_http2(), http2);
     let clock = Arc::clone(&t.clock) as Arc<dyn attest_core::Clock>;
     let mut client = DeviceClient::new(endpoint.clone(), device).with_clock(Arc::clone(&clock));
 

@@ -698,7 +698,7 @@ pub async fn run(endpoint: Endpoint, plan: LoadPlan) -> Result<(Value, bool), Cl
         _ => Value::Null,
     };
     let report = json!({
-        "devices": n, "concurrency": plan.concurrency, "rate": plan.rate, "tls": endpoint.is_tls(),
+        "devices": n, "concurrency": plan.concurrency, "rate": plan.rate, "tls": endpoint.is_tls(), "http2_offered": endpoint.offers_http2(),
         "gate": plan.gate.is_some(), "setup_s": setup_secs,
         "duration_s": wall.as_secs_f64(), "operations": ops_total,
         "operations_per_sec": ops_total as f64 / wall.as_secs_f64(),

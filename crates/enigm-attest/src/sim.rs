@@ -30,6 +30,10 @@ pub struct SimArgs {
     /// system's roots].
     #[arg(long, value_name = "PEM")]
     tls_ca: Option<PathBuf>,
+    /// Offer HTTP/2 on TLS (ALPN); the service takes it, and each device's requests become
+    /// streams of its one connection.
+    #[arg(long)]
+    http2: bool,
     /// How many devices to simulate.
     #[arg(long, value_name = "N", default_value_t = 1)]
     devices: u32,
@@ -353,7 +357,17 @@ fn endpoint(args: &SimArgs, spawned: Option<&Spawned>) -> Result<Endpoint, CliEr
         .map(|p| crate::trust::read_limited(p, 1024 * 1024))
         .transpose()?;
     let url = spawned.map_or(args.server.as_str(), |s| s.url.as_str());
-    Endpoint::new(url, ca.as_deref()).map_err(|e| CliError(e.to_string()))
+    let endpoint = Endpoint::new(url, ca.as_deref()).map_err(|e| CliError(e.to_string()))?;
+    if args.http2 && !endpoint.is_tls() {
+        return Err(CliError(
+            "--http2 needs an https:// server (HTTP/2 is negotiated in TLS)".into(),
+        ));
+    }
+    Ok(if args.http2 {
+        endpoint.with_http2()
+    } else {
+        endpoint
+    })
 }
 
 /// Waits (at most `limit`) until the service answers `/readyz` with 200, so that `sim` started
