@@ -752,10 +752,10 @@ pub fn render(report: &Value) -> String {
         f("attestations_per_sec"),
         u("devices"),
         u("concurrency"),
-        if report["tls"] == true {
-            "TLS"
-        } else {
-            "plain HTTP"
+        match (report["tls"] == true, report["http2_offered"] == true) {
+            (true, true) => "TLS, HTTP/2 offered",
+            (true, false) => "TLS",
+            _ => "plain HTTP",
         },
         if report["gate"] == true {
             ", OTA gate"
