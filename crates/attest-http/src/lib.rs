@@ -28,7 +28,10 @@ mod ota;
 mod server;
 
 pub use metrics::Metrics;
-pub use server::{ServerLimits, TlsExporter, default_max_connections, serve, tls_config};
+pub use server::{
+    H2_MAX_STREAMS, ServerLimits, TlsExporter, default_max_connections, serve, tls_config,
+    tls_config_with,
+};
 
 /// Largest request body accepted (a 10-certificate chain in base64 fits several times over).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -131,6 +134,8 @@ impl RateLimit {
 
     /// Takes one token for `addr` at `now`; `false` when the bucket is empty.
     fn allow(&self, addr: std::net::IpAddr, now: UnixTime) -> bool {
+        // One IPv6 /64 is one client here, as for the connection caps.
+        let addr = server::client_key(addr);
         if self.per_sec == 0 {
             return true;
         }

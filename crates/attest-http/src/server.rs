@@ -69,7 +69,8 @@ struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 
 struct AddressSlot(Arc<PerAddress>, IpAddr);
 
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The unit a client is counted by: its IPv4 address, or the /64 of its IPv6 address.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => {
             let mut o = v6.octets();
@@ -120,10 +121,21 @@ impl Drop for AddressSlot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TlsExporter(pub [u8; 32]);
 
-/// A TLS 1.3 server configuration (aws-lc-rs; no 0-RTT, no TLS 1.2) for `cert_chain` and `key`.
+/// A TLS 1.3 server configuration (aws-lc-rs; no 0-RTT, no TLS 1.2) for `cert_chain` and `key`,
+/// HTTP/1.1 only.
 pub fn tls_config(
     cert_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    tls_config_with(cert_chain, key, false)
+}
+
+/// [`tls_config`], offering HTTP/2 too when `http2` (opt-in: docs/operations.md says what an
+/// HTTP/2 connection may hold that an HTTP/1.1 one may not).
+pub fn tls_config_with(
+    cert_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    http2: bool,
 ) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -132,9 +144,13 @@ pub fn tls_config(
         .with_single_cert(cert_chain, key)?;
     // Early data could be replayed; a bound request must never be.
     config.max_early_data_size = 0;
-    // HTTP/2 for clients that offer it (one TLS connection, many requests at once; every
-    // request on it carries the connection's exporter), else HTTP/1.1.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // With HTTP/2, for clients that offer it (one TLS connection, several requests at once;
+    // every request on it carries the connection's exporter); else HTTP/1.1.
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Arc::new(config))
 }
 
@@ -276,8 +292,12 @@ fn tagged(
     hyper_util::service::TowerToHyperService::new(tagged)
 }
 
-/// Serves one HTTP/2 connection (negotiated by ALPN on TLS). Streams at once are bounded, and a
-/// peer that stops answering pings is dropped; the connection caps bound idle ones.
+/// Streams one HTTP/2 connection may have open at once.
+pub const H2_MAX_STREAMS: u32 = 8;
+
+/// Serves one HTTP/2 connection (negotiated by ALPN on TLS, when enabled). Streams at once are
+/// bounded, and a peer that stops answering pings is dropped; the connection caps bound idle
+/// ones (there is no header timeout on HTTP/2).
 async fn serve_h2<IO>(
     io: IO,
     peer: std::net::SocketAddr,
@@ -289,10 +309,14 @@ async fn serve_h2<IO>(
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Few streams, small windows and header lists: what one connection may hold stays near
+    // what a few HTTP/1.1 connections may.
     let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .timer(TokioTimer::new())
-        .max_concurrent_streams(64)
-        .max_header_list_size(64 * 1024)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(16 * 1024)
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(256 * 1024)
         .keep_alive_interval(Some(limits.header_read_timeout))
         .keep_alive_timeout(limits.header_read_timeout)
         .serve_connection(TokioIo::new(io), tagged(app, peer, exporter));
@@ -316,4 +340,32 @@ where
         .header_read_timeout(limits.header_read_timeout)
         .serve_connection(TokioIo::new(io), tagged(app, peer, exporter));
     watcher.watch(conn).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http2_is_offered_only_when_enabled() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let der = rustls::pki_types::CertificateDer::from(cert.cert.der().to_vec());
+        let key = || {
+            rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+                cert.signing_key.serialize_der(),
+            ))
+        };
+        let plain = tls_config(vec![der.clone()], key()).unwrap();
+        assert_eq!(plain.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(plain.max_early_data_size, 0);
+        let h2 = tls_config_with(vec![der], key(), true).unwrap();
+        assert_eq!(
+            h2.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert_eq!(
+            client_key("2001:db8::1".parse().unwrap()),
+            "2001:db8::".parse::<IpAddr>().unwrap()
+        );
+    }
 }

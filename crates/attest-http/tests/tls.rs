@@ -53,7 +53,8 @@ async fn start_for(devices: &[&SoftwareDevice]) -> Tls {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert_der = CertificateDer::from(cert.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-    let tls = attest_http::tls_config(vec![cert_der.clone()], key).unwrap();
+    // HTTP/2 on (opt-in in `serve`): the tests use both protocols.
+    let tls = attest_http::tls_config_with(vec![cert_der.clone()], key, true).unwrap();
 
     let dir = TempDir::new("tls").unwrap();
     let clock = Arc::new(ManualClock::new(START));

@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// OTA directory: `channels/<name>/metadata` and `artifacts/<id>`, served behind the gate.
     #[arg(long, value_name = "DIR")]
     ota_dir: Option<PathBuf>,
+    /// With TLS: offer HTTP/2 too (opt-in; docs/operations.md says what it changes).
+    #[arg(long, requires = "tls_cert")]
+    http2: bool,
     /// TLS ends in a proxy in front of this service: plain HTTP here, and transport binding is
     /// not claimed (`/readyz` says so).
     #[arg(long)]
@@ -82,6 +85,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     behind_tls_proxy: Option<bool>,
+    http2: Option<bool>,
     ota_dir: Option<PathBuf>,
     public_url: Option<String>,
     revocation_source: Option<String>,
@@ -113,6 +117,8 @@ pub struct Config {
     /// Certificate chain and key files, when this service terminates TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub behind_tls_proxy: bool,
+    /// Offer HTTP/2 on TLS.
+    pub http2: bool,
     pub ota_dir: Option<PathBuf>,
     pub public_url: Option<String>,
 }
@@ -139,6 +145,7 @@ impl std::fmt::Debug for Config {
             .field("challenges_per_sec", &self.challenges_per_sec)
             .field("tls", &self.tls)
             .field("behind_tls_proxy", &self.behind_tls_proxy)
+            .field("http2", &self.http2)
             .field("ota_dir", &self.ota_dir)
             .field("public_url", &self.public_url)
             .finish()
@@ -359,6 +366,14 @@ impl Config {
             }
         };
         let behind_tls_proxy = args.behind_tls_proxy || file.behind_tls_proxy.unwrap_or(false);
+        let http2 = args.http2
+            || env("HTTP2").is_some_and(|v| v == "true" || v == "1")
+            || file.http2.unwrap_or(false);
+        if http2 && tls.is_none() {
+            return Err(CliError(
+                "http2 needs tls_cert and tls_key (HTTP/2 is offered in the TLS handshake)".into(),
+            ));
+        }
         if behind_tls_proxy && tls.is_some() {
             return Err(CliError(
                 "behind_tls_proxy and tls_cert contradict each other: TLS ends here or in front"
@@ -420,6 +435,7 @@ impl Config {
             challenges_per_sec,
             tls,
             behind_tls_proxy,
+            http2,
             ota_dir,
             public_url,
         })
@@ -516,7 +532,7 @@ fn key_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
 }
 
 /// Reads a PEM certificate chain and private key into a TLS 1.3 configuration.
-fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, CliError> {
+fn load_tls(cert: &Path, key: &Path, http2: bool) -> Result<Arc<rustls::ServerConfig>, CliError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -527,7 +543,7 @@ fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, CliErr
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| CliError(format!("{}: {e}", key.display())))?;
-    attest_http::tls_config(chain, key).map_err(|e| CliError(format!("TLS: {e}")))
+    attest_http::tls_config_with(chain, key, http2).map_err(|e| CliError(format!("TLS: {e}")))
 }
 
 /// The data directory `serve` would use with this configuration file and flag (file, then
@@ -575,7 +591,11 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
 async fn serve(cfg: Config) -> Result<(), CliError> {
     // TLS material and the port first: neither a bad certificate nor a busy port may leave
     // keys and a database behind.
-    let tls = cfg.tls.as_ref().map(|(c, k)| load_tls(c, k)).transpose()?;
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|(c, k)| load_tls(c, k, cfg.http2))
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| CliError(format!("cannot listen on {}: {e}", cfg.listen)))?;

@@ -30,9 +30,9 @@ pub struct SimArgs {
     /// system's roots].
     #[arg(long, value_name = "PEM")]
     tls_ca: Option<PathBuf>,
-    /// Offer HTTP/2 on TLS (ALPN); the service takes it, and each device's requests become
-    /// streams of its one connection.
-    #[arg(long)]
+    /// Offer HTTP/2 on TLS (ALPN); a service that enables it takes it, and each device's
+    /// requests become streams of its one connection. With --spawn-server, that server enables it.
+    #[arg(long, conflicts_with = "plain_http")]
     http2: bool,
     /// How many devices to simulate.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -180,6 +180,10 @@ impl Spawned {
             // One machine drives every device: no per-address limits.
             .env("ENIGM_ATTEST_CHALLENGES_PER_SEC", "1000000")
             .env("ENIGM_ATTEST_MAX_CONNECTIONS_PER_ADDRESS", "1000")
+            .env(
+                "ENIGM_ATTEST_HTTP2",
+                if args.http2 { "true" } else { "false" },
+            )
             .env(
                 "ENIGM_ATTEST_REVOCATION_SOURCE",
                 format!("file:{}", dir.join("no-status-list").display()),

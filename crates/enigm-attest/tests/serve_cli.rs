@@ -219,6 +219,8 @@ fn refuses_bad_configuration_before_starting() {
         // Behind a proxy the gate needs the URL devices use (public_url).
         vec!["serve", "--behind-tls-proxy", "--ota-dir", "."],
         vec!["serve", "--database-url", "mysql://x/y"],
+        // HTTP/2 is offered in the TLS handshake: without TLS it is refused.
+        vec!["serve", "--http2"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_enigm-attest"))
             .args(&args)
