@@ -165,9 +165,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-        limits.body_read_timeout,
-    ));
+    // Two limits on a request's body: the gap between two of its frames, and (since a client
+    // can send one byte just inside each gap) the whole request until its answer starts,
+    // three body timeouts. A streamed download has started its answer and is not cut.
+    let app = app
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            limits.body_read_timeout,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            limits.body_read_timeout.saturating_mul(3),
+        ))
+        .layer(axum::middleware::map_response(request_timeout_envelope));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let per_address = Arc::new(PerAddress::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -264,6 +273,24 @@ pub async fn serve(
             tracing::warn!("requests still in flight after the shutdown grace period");
         }
     }
+}
+
+/// The timeout layer's bare 408 as the service's error envelope.
+async fn request_timeout_envelope(resp: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if resp.status() == axum::http::StatusCode::REQUEST_TIMEOUT
+        && !resp
+            .headers()
+            .contains_key(axum::http::header::CONTENT_TYPE)
+    {
+        return crate::ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request was not received in time",
+        )
+        .into_response();
+    }
+    resp
 }
 
 /// The app with every request tagged with the peer's address and, on TLS, the exporter.

@@ -248,3 +248,41 @@ async fn one_address_cannot_take_every_slot() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(healthz(addr).await, Some(200));
 }
+
+/// A body sent one byte just inside each gap the per-frame limit allows still has to arrive
+/// within three body timeouts: then 408 `request_timeout`, and the connection is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_inside_the_gap_limit_is_cut_by_the_deadline() {
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_secs(1),
+        body_read_timeout: Duration::from_secs(1),
+        ..ServerLimits::default()
+    };
+    let (addr, _dir) = start(limits).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /v1/challenges HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (mut r, mut w) = s.into_split();
+    let feeder = tokio::spawn(async move {
+        // A byte every 600 ms: never a gap of a whole second.
+        for _ in 0..20 {
+            if w.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(8), r.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"request_timeout\""), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    feeder.abort();
+}
