@@ -253,8 +253,9 @@ pub(crate) async fn authorize(
         Err(resp) => return *resp,
     };
     // Only a build a channel this device may read now offers.
-    let offering = channels_offering(&dir, &build).await;
-    let Some(channels) = readable(&state, &trust.policy, &grant, offering) else {
+    let Some(channels) =
+        readable_channels_offering(&state, &dir, &trust.policy, &grant, &build).await
+    else {
         return not_found();
     };
     match state.service.authorize_update(&grant, &build, &channels) {
@@ -294,25 +295,36 @@ async fn read_small(path: &Path, max: u64) -> Option<Vec<u8>> {
 /// Largest `releases` file of a channel.
 const MAX_RELEASES_BYTES: u64 = 1024 * 1024;
 
-/// The channels of `dir` whose `channels/<name>/releases` lists `name` (one artifact id or
-/// build per line; `#` starts a comment), sorted. What no channel lists is served to nobody.
-async fn channels_offering(dir: &Path, name: &str) -> Vec<String> {
+/// The channels that list `name` in `channels/<channel>/releases` (one artifact id or build per
+/// line; `#` starts a comment) among those the device of `grant` may read now under `policy`,
+/// sorted; `None` when there is none (answered 404, exactly as when no channel lists it: a
+/// device outside a channel does not learn what the channel holds). Only the configured
+/// channels the device may read are opened: folders the policy does not name serve nothing.
+async fn readable_channels_offering(
+    state: &AppState,
+    dir: &Path,
+    policy: &attest_policy::Policy,
+    grant: &Grant,
+    name: &str,
+) -> Option<Vec<String>> {
     let channels = dir.join("channels");
     if is_symlink(&channels).await {
-        return Vec::new();
+        return None;
     }
-    let Ok(mut entries) = tokio::fs::read_dir(&channels).await else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    while let Ok(Some(e)) = entries.next_entry().await {
-        let Some(channel) = e.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        if !is_resource_name(&channel) || is_symlink(&e.path()).await {
+    for channel in policy.channel_names() {
+        if state
+            .service
+            .channel_access(policy, grant, channel)
+            .is_err()
+        {
             continue;
         }
-        let Some(list) = read_small(&e.path().join("releases"), MAX_RELEASES_BYTES).await else {
+        let folder = channels.join(channel);
+        if is_symlink(&folder).await {
+            continue;
+        }
+        let Some(list) = read_small(&folder.join("releases"), MAX_RELEASES_BYTES).await else {
             continue;
         };
         let listed = String::from_utf8_lossy(&list)
@@ -320,27 +332,10 @@ async fn channels_offering(dir: &Path, name: &str) -> Vec<String> {
             .map(|l| l.split('#').next().unwrap_or_default().trim())
             .any(|l| l == name);
         if listed {
-            out.push(channel);
+            out.push(channel.to_owned());
         }
     }
-    out.sort();
-    out
-}
-
-/// Of the channels `offering` something, those the device of `grant` may read now; `None`
-/// when it may read none (answered 404, exactly as when no channel offers it: a device outside
-/// a channel does not learn the names of what the channel holds).
-fn readable(
-    state: &AppState,
-    policy: &attest_policy::Policy,
-    grant: &Grant,
-    offering: Vec<String>,
-) -> Option<Vec<String>> {
-    let ok: Vec<String> = offering
-        .into_iter()
-        .filter(|c| state.service.channel_access(policy, grant, c).is_ok())
-        .collect();
-    (!ok.is_empty()).then_some(ok)
+    (!out.is_empty()).then_some(out)
 }
 
 fn not_found() -> Response {
@@ -473,8 +468,10 @@ pub(crate) async fn artifact(
         Err(resp) => return *resp,
     };
     // Served only through a channel that lists it and that this device may read now.
-    let offering = channels_offering(&dir, &id).await;
-    if readable(&state, &trust.policy, &grant, offering).is_none() {
+    if readable_channels_offering(&state, &dir, &trust.policy, &grant, &id)
+        .await
+        .is_none()
+    {
         return not_found();
     }
     if is_symlink(&dir.join("artifacts")).await {

@@ -573,6 +573,11 @@ impl Policy {
         self.channels.get(name)
     }
 
+    /// The configured channels' names, sorted (each a valid resource name).
+    pub fn channel_names(&self) -> impl Iterator<Item = &str> {
+        self.channels.keys().map(String::as_str)
+    }
+
     /// Decides for `workflow` on `resource`: for the channel workflows and for
     /// `protected_metadata`, a configured channel's rules and models apply (and a channel
     /// configured for the other channel workflow is refused). Otherwise as
