@@ -75,15 +75,8 @@ fn tls_files(dir: &Path) -> Result<(), CliError> {
 
     write(&dir.join("tls/ca.pem"), ca_cert.pem().as_bytes())?;
     write(&dir.join("tls/server.pem"), cert.pem().as_bytes())?;
-    let key_path = dir.join("tls/server.key");
-    write(&key_path, key.serialize_pem().as_bytes())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
-            .map_err(io(&key_path))?;
-    }
-    Ok(())
+    // Owner-only from its creation, like the service's own secrets.
+    crate::serve::write_secret(&dir.join("tls/server.key"), key.serialize_pem().as_bytes())
 }
 
 fn ota_files(dir: &Path) -> Result<(), CliError> {

@@ -462,7 +462,7 @@ fn load_trust(
 }
 
 /// Creates a file with owner-only permissions holding `bytes`, unless it exists.
-fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
